@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,12 +77,9 @@ class Settings(BaseSettings):
 
     def dbt_env(self) -> dict[str, str]:
         """The environment variables ``dbt_project/profiles.yml`` reads."""
-        return {
-            "ELT_TARGET": self.target,
-            "ELT_DUCKDB_PATH": os.path.abspath(self.duckdb_path),
-            "ELT_POSTGRES_DSN": self.postgres_dsn.get_secret_value(),
-            "ELT_TIMEZONE": self.timezone,
-        }
+        return dbt_env_for(
+            self.target, self.duckdb_path, self.postgres_dsn.get_secret_value(), self.timezone
+        )
 
 
 class MissingSecretError(RuntimeError):
@@ -108,6 +106,25 @@ def storage_options_for(
     if endpoint_url or key:
         options["client_kwargs"] = client_kwargs
     return options
+
+
+def dbt_env_for(target: str, duckdb_path: str, postgres_dsn: str, timezone: str) -> dict[str, str]:
+    """The environment ``dbt_project/profiles.yml`` reads, derived from the public settings.
+
+    dbt's Postgres profile wants host, port, user, password and database separately, so the
+    DSN is split here, once.
+    """
+    dsn = urlsplit(postgres_dsn)
+    return {
+        "ELT_TARGET": target,
+        "ELT_DUCKDB_PATH": os.path.abspath(duckdb_path),
+        "ELT_TIMEZONE": timezone,
+        "ELT_PG_HOST": dsn.hostname or "localhost",
+        "ELT_PG_PORT": str(dsn.port or 5432),
+        "ELT_PG_USER": unquote(dsn.username or "postgres"),
+        "ELT_PG_PASSWORD": unquote(dsn.password or ""),
+        "ELT_PG_DATABASE": unquote(dsn.path.lstrip("/") or "postgres"),
+    }
 
 
 @lru_cache(maxsize=1)
