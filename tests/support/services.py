@@ -65,15 +65,44 @@ def postgres_server() -> Iterator[PostgresServer]:
     port = free_port()
     superuser = "postgres"
     subprocess.run(
-        [*prefix, f"{bin_dir}/initdb", "-D", data_dir, "-U", superuser, "-A", "trust",
-         "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-        check=True, capture_output=True,
+        [
+            *prefix,
+            f"{bin_dir}/initdb",
+            "-D",
+            data_dir,
+            "-U",
+            superuser,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
     )
-    opts = f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    opts = (
+        f"-h 127.0.0.1 -p {port} -k {base} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    )
     subprocess.run(
-        [*prefix, f"{bin_dir}/pg_ctl", "-D", data_dir, "-o", opts, "-l",
-         os.path.join(base, "log"), "-w", "-t", "60", "start"],
-        check=True, capture_output=True,
+        [
+            *prefix,
+            f"{bin_dir}/pg_ctl",
+            "-D",
+            data_dir,
+            "-o",
+            opts,
+            "-l",
+            os.path.join(base, "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         yield PostgresServer("127.0.0.1", port, superuser)
@@ -111,8 +140,11 @@ class S3Server:
         import boto3
 
         client = boto3.client(
-            "s3", endpoint_url=self.endpoint_url, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name=self.region,
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
         )
         client.create_bucket(Bucket=name)
 

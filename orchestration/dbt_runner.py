@@ -1,0 +1,196 @@
+"""Run dbt as a subprocess and read its ``run_results.json`` for per-node visibility.
+
+A subprocess keeps dbt's global state (flags, adapters, environment) out of the flow's
+process; the results file gives every model, snapshot and test by name, with the compiled
+SQL of whatever failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+_FAILED = {"error", "fail", "runtime error"}
+
+
+@dataclass(frozen=True)
+class DbtNodeResult:
+    """The result of one dbt node (model, snapshot, seed or test)."""
+
+    unique_id: str
+    status: str
+    message: str | None
+    failures: int | None
+    execution_time: float
+    compiled_code: str | None = None
+    relation_name: str | None = None
+
+    @property
+    def resource_type(self) -> str:
+        return self.unique_id.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return (
+            self.unique_id.split(".")[-1]
+            if self.resource_type != "test"
+            else (self.unique_id.split(".")[2])
+        )
+
+    @property
+    def failed(self) -> bool:
+        return self.status in _FAILED
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
+
+@dataclass
+class DbtRunResult:
+    """A dbt invocation: its exit code, every node's result and how long it took."""
+
+    args: list[str]
+    returncode: int
+    duration_s: float
+    nodes: list[DbtNodeResult] = field(default_factory=list)
+    output_tail: str = ""
+
+    @property
+    def success(self) -> bool:
+        return self.returncode == 0 and not self.failed_nodes
+
+    @property
+    def failed_nodes(self) -> list[DbtNodeResult]:
+        return [node for node in self.nodes if node.failed]
+
+    @property
+    def warned_nodes(self) -> list[DbtNodeResult]:
+        return [node for node in self.nodes if node.status == "warn"]
+
+    @property
+    def skipped_nodes(self) -> list[DbtNodeResult]:
+        return [node for node in self.nodes if node.skipped]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for node in self.nodes:
+            out[node.status] = out.get(node.status, 0) + 1
+        return out
+
+    def failure_report(self) -> str:
+        """A readable account of what failed: node names, messages and compiled SQL."""
+        lines: list[str] = []
+        for node in self.failed_nodes:
+            lines.append(f"{node.resource_type} {node.name} {node.status}: {node.message}")
+            if node.compiled_code:
+                lines.append("  compiled SQL:")
+                lines.extend("    " + line for line in node.compiled_code.strip().splitlines())
+        if not lines and self.returncode != 0:
+            lines.append(f"dbt exited with {self.returncode}:\n{self.output_tail}")
+        return "\n".join(lines)
+
+
+def dbt_executable() -> str:
+    """The ``dbt`` next to this interpreter (the project's venv), else the one on PATH."""
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def read_run_results(target_path: Path) -> list[DbtNodeResult]:
+    """Parse ``run_results.json`` under ``target_path`` (empty when dbt wrote none)."""
+    path = target_path / "run_results.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [
+        DbtNodeResult(
+            unique_id=item["unique_id"],
+            status=str(item["status"]),
+            message=item.get("message"),
+            failures=item.get("failures"),
+            execution_time=float(item.get("execution_time") or 0.0),
+            compiled_code=item.get("compiled_code"),
+            relation_name=item.get("relation_name"),
+        )
+        for item in data.get("results", [])
+    ]
+
+
+def run_dbt(
+    args: list[str],
+    *,
+    env: dict[str, str],
+    project_dir: Path = DBT_PROJECT_DIR,
+    target_path: Path | None = None,
+    log: logging.Logger | logging.LoggerAdapter | None = None,
+) -> DbtRunResult:
+    """Run ``dbt <args>`` on the project and collect every node's result.
+
+    Args:
+        args: the dbt command and its options, e.g. ``["build", "--full-refresh"]``.
+        env: variables for ``profiles.yml`` (``elt_settings.dbt_env_for``), added to ours.
+        project_dir: the dbt project (its ``profiles.yml`` sits beside ``dbt_project.yml``).
+        target_path: where dbt writes artifacts; default ``<project_dir>/target``.
+        log: where dbt's output lines go (the Prefect run logger inside a flow).
+
+    Returns:
+        The invocation's result; ``success`` is False when dbt failed or any node failed.
+    """
+    log = log or logger
+    target = Path(target_path) if target_path else project_dir / "target"
+    stale = target / "run_results.json"
+    if stale.exists():
+        stale.unlink()
+    command = [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(project_dir),
+        "--profiles-dir",
+        str(project_dir),
+        "--target-path",
+        str(target),
+    ]
+    full_env = {
+        **os.environ,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DO_NOT_TRACK": "1",
+        "DBT_LOG_PATH": str(target / "logs"),
+        **env,
+    }
+    log.info("dbt %s", " ".join(args))
+    started = time.perf_counter()
+    tail: list[str] = []
+    with subprocess.Popen(
+        command,
+        cwd=project_dir,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                log.info("dbt | %s", line)
+                tail = [*tail[-40:], line]
+        returncode = proc.wait()
+    return DbtRunResult(
+        args=list(args),
+        returncode=returncode,
+        duration_s=time.perf_counter() - started,
+        nodes=read_run_results(target),
+        output_tail="\n".join(tail),
+    )

@@ -1,0 +1,538 @@
+"""The ``retail-elt`` flow: drop -> lake -> Dask -> warehouse -> dbt -> downstream.
+
+The flow only sequences; each task is a thin wrapper around a stage's plain function, with
+retries where a failure can be transient (object store, database) and none where retrying
+cannot help (dbt tests, bad data). Settings are read here, once, and passed to the stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from elt_settings import Settings, get_settings
+from orchestration.alerts import Alert, send_alert
+from orchestration.dbt_runner import DbtRunResult, run_dbt
+from orchestration.retry import retry_if_transient
+
+logger = logging.getLogger(__name__)
+
+FLOW_NAME = "retail-elt"
+
+
+# --------------------------------------------------------------------------------------
+# The run's summary
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StageReport:
+    """One stage of a run: how it ended, how long it took, what it moved."""
+
+    name: str
+    status: str = "pending"
+    duration_s: float = 0.0
+    rows: dict[str, int] = field(default_factory=dict)
+    detail: str = ""
+
+
+@dataclass
+class RunSummary:
+    """Everything a person wants to know after a run; also the flow's return value."""
+
+    source_url: str
+    lake_url: str
+    target: str
+    stages: list[StageReport] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+    failed_files: list[dict[str, str]] = field(default_factory=list)
+    buckets: dict[str, int] = field(default_factory=dict)
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    dbt_counts: dict[str, int] = field(default_factory=dict)
+    dbt_failures: list[str] = field(default_factory=list)
+    dbt_warnings: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    report_url: str | None = None
+    success: bool = False
+    error: str | None = None
+
+    def stage(self, name: str) -> StageReport:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        report = StageReport(name)
+        self.stages.append(report)
+        return report
+
+    def to_markdown(self) -> str:
+        """The summary as Markdown (the Prefect artifact and the end of ``elt run``)."""
+        lines = [
+            f"# {FLOW_NAME}: {'succeeded' if self.success else 'FAILED'}",
+            "",
+            f"- source: `{self.source_url}`",
+            f"- lake: `{self.lake_url}`",
+            f"- warehouse: `{self.target}`",
+        ]
+        if self.error:
+            lines.append(f"- error: {self.error}")
+        lines += ["", "| stage | status | seconds | rows |", "| --- | --- | ---: | --- |"]
+        for stage in self.stages:
+            rows = ", ".join(f"{k}={v:,}" for k, v in stage.rows.items()) or stage.detail
+            lines.append(f"| {stage.name} | {stage.status} | {stage.duration_s:.1f} | {rows} |")
+        if self.buckets:
+            lines += [
+                "",
+                "Sales rows by bucket: " + ", ".join(f"{k} {v:,}" for k, v in self.buckets.items()),
+            ]
+        if self.quarantined_by_reason:
+            lines.append(
+                "Quarantined by reason: "
+                + ", ".join(f"{k} {v:,}" for k, v in sorted(self.quarantined_by_reason.items()))
+            )
+        if self.dbt_counts:
+            lines.append(
+                "dbt: " + ", ".join(f"{k} {v}" for k, v in sorted(self.dbt_counts.items()))
+            )
+        for title, items in (
+            ("Failed files", [f"{f['file_name']}: {f['reason']}" for f in self.failed_files]),
+            ("dbt failures", self.dbt_failures),
+            ("dbt warnings", self.dbt_warnings),
+            ("Alerts", self.alerts),
+        ):
+            if items:
+                lines += ["", f"**{title}**", *[f"- {item}" for item in items]]
+        if self.report_url:
+            lines += ["", f"Report: `{self.report_url}`"]
+        return "\n".join(lines)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return obj
+    return dict(getattr(obj, "__dict__", {}))
+
+
+@contextmanager
+def _timed(summary: RunSummary, name: str) -> Iterator[StageReport]:
+    report = summary.stage(name)
+    report.status = "running"
+    started = time.perf_counter()
+    try:
+        yield report
+    except BaseException as exc:
+        report.status = "failed"
+        report.detail = f"{type(exc).__name__}: {exc}"[:500]
+        raise
+    else:
+        if report.status == "running":
+            report.status = "ok"
+    finally:
+        report.duration_s = time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------------------
+# Tasks: thin wrappers around the stages
+# --------------------------------------------------------------------------------------
+
+
+@task(
+    name="extract: drop -> lake",
+    retries=2,
+    retry_delay_seconds=15,
+    retry_condition_fn=retry_if_transient,
+    timeout_seconds=4 * 3600,
+    cache_policy=NO_CACHE,
+)
+def extract(
+    source_url: str,
+    lake_url: str,
+    pii_key: str,
+    storage_options: dict[str, Any],
+    pipelines_dir: str,
+) -> Any:
+    """Read new and re-delivered files of the drop into the lake's ``raw/`` zone (dlt)."""
+    from ingestion import extract_to_lake
+
+    return extract_to_lake(
+        source_url,
+        lake_url,
+        pii_key=pii_key,
+        source_storage_options=storage_options,
+        lake_storage_options=storage_options,
+        pipelines_dir=pipelines_dir,
+    )
+
+
+@task(
+    name="preprocess: validate, de-duplicate, aggregate (Dask)",
+    retries=1,
+    retry_delay_seconds=15,
+    retry_condition_fn=retry_if_transient,
+    timeout_seconds=4 * 3600,
+    cache_policy=NO_CACHE,
+)
+def preprocess(
+    lake_url: str,
+    timezone: str,
+    storage_options: dict[str, Any],
+    scheduler_address: str | None,
+    n_workers: int | None,
+) -> Any:
+    """Sort every sales row into its bucket and pre-aggregate the valid sales (Dask)."""
+    from dask_preprocess import preprocess_sales
+
+    return preprocess_sales(
+        lake_url,
+        timezone=timezone,
+        storage_options=storage_options,
+        scheduler_address=scheduler_address,
+        n_workers=n_workers,
+    )
+
+
+@task(
+    name="load: lake -> warehouse raw schemas",
+    retries=2,
+    retry_delay_seconds=15,
+    retry_condition_fn=retry_if_transient,
+    timeout_seconds=2 * 3600,
+    cache_policy=NO_CACHE,
+)
+def load(settings: Settings, storage_options: dict[str, Any], pipelines_dir: str) -> Any:
+    """Stage the lake into ``raw_shop`` and ``raw_sales`` (dlt, bulk)."""
+    from ingestion import load_to_warehouse
+
+    return load_to_warehouse(
+        settings.lake_url,
+        target=settings.target,
+        duckdb_path=settings.duckdb_path,
+        postgres_dsn=settings.postgres_dsn.get_secret_value(),
+        lake_storage_options=storage_options,
+        pipelines_dir=pipelines_dir,
+    )
+
+
+@task(name="transform: dbt build", timeout_seconds=2 * 3600, cache_policy=NO_CACHE)
+def transform(dbt_env: dict[str, str], full_refresh: bool = False) -> DbtRunResult:
+    """``dbt build``: models, snapshots and tests, every node's result logged by name."""
+    log = get_run_logger()
+    args = ["build"] + (["--full-refresh"] if full_refresh else [])
+    result = run_dbt(args, env=dbt_env, log=log)
+    for node in result.nodes:
+        level = (
+            logging.ERROR
+            if node.failed
+            else (logging.WARNING if node.status == "warn" else logging.INFO)
+        )
+        log.log(
+            level,
+            "dbt %s %s: %s (%.1fs)",
+            node.resource_type,
+            node.name,
+            node.status,
+            node.execution_time,
+        )
+    if not result.success:
+        raise DbtBuildFailed(result)
+    return result
+
+
+class DbtBuildFailed(RuntimeError):
+    """``dbt build`` failed: the message names every failed node, with its compiled SQL."""
+
+    def __init__(self, result: DbtRunResult) -> None:
+        self.result = result
+        super().__init__("dbt build failed:\n" + result.failure_report())
+
+
+@task(
+    name="publish: report and Metabase sync",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_if_transient,
+    timeout_seconds=900,
+    cache_policy=NO_CACHE,
+)
+def publish(settings: Settings, storage_options: dict[str, Any]) -> dict[str, Any]:
+    """Write the region x product CSV report to the lake; ask Metabase to re-sync its schema."""
+    from orchestration.publish import export_csv, write_report
+
+    csv_bytes = export_csv(
+        target=settings.target,
+        duckdb_path=settings.duckdb_path,
+        postgres_dsn=settings.postgres_dsn.get_secret_value(),
+    )
+    report = write_report(settings.lake_url, csv_bytes, storage_options=storage_options)
+    synced = False
+    if settings.metabase_url:
+        from metabase import sync_schema
+
+        sync_schema(
+            settings.metabase_url,
+            admin_email=settings.metabase_admin_email,
+            admin_password=(
+                settings.metabase_admin_password.get_secret_value()
+                if settings.metabase_admin_password
+                else ""
+            ),
+            database_name="Retail warehouse",
+        )
+        synced = True
+    return {"report_url": report.url, "report_rows": report.rows, "metabase_synced": synced}
+
+
+# --------------------------------------------------------------------------------------
+# Reading the stages' results into the summary
+# --------------------------------------------------------------------------------------
+
+
+def _record_extract(summary: RunSummary, stage: StageReport, result: Any) -> None:
+    data = _as_dict(result)
+    rows = data.get("rows_by_table") or data.get("rows") or {}
+    stage.rows = {str(k): int(v) for k, v in dict(rows).items()}
+    files = data.get("files_by_kind") or data.get("files_read") or {}
+    if isinstance(files, dict) and files:
+        stage.detail = ", ".join(f"{k} {v}" for k, v in files.items())
+    for failed in data.get("failed_files") or []:
+        item = _as_dict(failed)
+        summary.failed_files.append(
+            {
+                "file_name": str(item.get("file_name")),
+                "kind": str(item.get("kind", "")),
+                "reason": str(item.get("reason")),
+            }
+        )
+
+
+def _record_preprocess(summary: RunSummary, stage: StageReport, result: Any, ratio: float) -> None:
+    data = _as_dict(result)
+    totals = data.get("totals") or {}
+    summary.buckets = {str(k): int(v) for k, v in dict(totals).items()}
+    summary.quarantined_by_reason = {
+        str(k): int(v) for k, v in dict(data.get("quarantined_by_reason") or {}).items()
+    }
+    stage.rows = dict(summary.buckets)
+    files = [_as_dict(item) for item in data.get("file_quality") or data.get("files") or []]
+    summary.files = files
+    if not data.get("did_work", True):
+        stage.detail = "nothing new"
+    for item in files:
+        ratio_value = item.get("duplicate_ratio")
+        if ratio_value is not None and float(ratio_value) > ratio:
+            summary.alerts.append(
+                f"{item.get('file_name')}: duplicate ratio {float(ratio_value):.2f} > {ratio}"
+                f" ({item.get('rows_duplicate')} of {item.get('rows_in')} rows)"
+            )
+        if item.get("status") == "failed" and not any(
+            f["file_name"] == item.get("file_name") for f in summary.failed_files
+        ):
+            summary.failed_files.append(
+                {
+                    "file_name": str(item.get("file_name")),
+                    "kind": "sales",
+                    "reason": str(item.get("failure_reason")),
+                }
+            )
+
+
+def _record_load(stage: StageReport, result: Any) -> None:
+    data = _as_dict(result)
+    rows = data.get("rows_by_table") or data.get("rows") or {}
+    stage.rows = {str(k): int(v) for k, v in dict(rows).items()}
+
+
+def _record_dbt(summary: RunSummary, stage: StageReport, result: DbtRunResult) -> None:
+    summary.dbt_counts = result.counts()
+    stage.rows = {"nodes": len(result.nodes)}
+    summary.dbt_failures = [f"{n.resource_type} {n.name}: {n.message}" for n in result.failed_nodes]
+    summary.dbt_warnings = [f"{n.resource_type} {n.name}: {n.message}" for n in result.warned_nodes]
+
+
+def _publish_artifacts(summary: RunSummary) -> None:
+    try:
+        create_markdown_artifact(
+            summary.to_markdown(), key="run-summary", description="The run's summary"
+        )
+        create_table_artifact(
+            [dataclasses.asdict(stage) | {"rows": str(stage.rows)} for stage in summary.stages],
+            key="stages",
+            description="Each stage: status, duration, rows",
+        )
+        if summary.files:
+            columns = (
+                "file_name",
+                "status",
+                "rows_in",
+                "rows_valid",
+                "rows_duplicate",
+                "rows_superseded",
+                "rows_quarantined",
+                "duplicate_ratio",
+            )
+            create_table_artifact(
+                [{c: item.get(c) for c in columns} for item in summary.files],
+                key="file-quality",
+                description="Per delivered sales file: rows by bucket and duplicate ratio",
+            )
+    except Exception as exc:
+        logger.warning("Could not publish the run's artifacts: %s", exc)
+
+
+# --------------------------------------------------------------------------------------
+# The flow
+# --------------------------------------------------------------------------------------
+
+
+def _alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    settings = get_settings()
+    send_alert(
+        Alert(
+            title=f"{FLOW_NAME} run {flow_run.name} failed",
+            details=str(state.message or "")[:3000],
+            severity="error",
+        ),
+        settings.alert_webhook_url,
+    )
+
+
+@flow(
+    name=FLOW_NAME,
+    log_prints=True,
+    on_failure=[_alert_on_failure],
+    on_crashed=[_alert_on_failure],
+)
+def retail_elt(
+    source_url: str | None = None,
+    full_refresh: bool = False,
+    skip_publish: bool = False,
+) -> RunSummary:
+    """Run the whole way once: extract, preprocess, load, transform, publish.
+
+    Args:
+        source_url: the drop to read; default ``ELT_SOURCE_URL``.
+        full_refresh: rebuild incremental dbt models from scratch.
+        skip_publish: do not write the report or sync Metabase.
+
+    Returns:
+        The run's summary (also published as Prefect artifacts).
+    """
+    log = get_run_logger()
+    settings = get_settings()
+    source = source_url or settings.source_url
+    options = settings.storage_options()
+    summary = RunSummary(source_url=source, lake_url=settings.lake_url, target=settings.target)
+    pipelines_dir = tempfile.mkdtemp(prefix="elt-dlt-")
+    try:
+        pii_key = settings.resolved_pii_key()
+        if settings.pii_hash_key is None:
+            log.warning(
+                "PII_HASH_KEY is not set: using the DEMO key (ELT_DEMO=1). "
+                "Never do this with real customers' data."
+            )
+        _run_stages(
+            summary, settings, source, options, pii_key, pipelines_dir, full_refresh, skip_publish
+        )
+        summary.success = True
+    except BaseException as exc:
+        summary.error = f"{type(exc).__name__}: {exc}"[:4000]
+        raise
+    finally:
+        shutil.rmtree(pipelines_dir, ignore_errors=True)
+        _publish_artifacts(summary)
+        _send_run_alerts(summary, settings)
+        log.info("Run summary:\n%s", summary.to_markdown())
+    return summary
+
+
+def _run_stages(
+    summary: RunSummary,
+    settings: Settings,
+    source: str,
+    options: dict[str, Any],
+    pii_key: str,
+    pipelines_dir: str,
+    full_refresh: bool,
+    skip_publish: bool,
+) -> None:
+    steps: list[tuple[str, Callable[[StageReport], None]]] = []
+
+    def do_extract(stage: StageReport) -> None:
+        _record_extract(
+            summary, stage, extract(source, settings.lake_url, pii_key, options, pipelines_dir)
+        )
+
+    def do_preprocess(stage: StageReport) -> None:
+        result = preprocess(
+            settings.lake_url,
+            settings.timezone,
+            options,
+            settings.dask_scheduler_address,
+            settings.dask_workers,
+        )
+        _record_preprocess(summary, stage, result, settings.duplicate_alert_ratio)
+
+    def do_load(stage: StageReport) -> None:
+        _record_load(stage, load(settings, options, pipelines_dir))
+
+    def do_transform(stage: StageReport) -> None:
+        try:
+            result = transform(settings.dbt_env(), full_refresh)
+        except DbtBuildFailed as exc:
+            _record_dbt(summary, stage, exc.result)
+            raise
+        _record_dbt(summary, stage, result)
+
+    def do_publish(stage: StageReport) -> None:
+        if skip_publish:
+            stage.status = "skipped"
+            return
+        out = publish(settings, options)
+        summary.report_url = out["report_url"]
+        stage.rows = {"report_rows": out["report_rows"]}
+        stage.detail = "metabase synced" if out["metabase_synced"] else "metabase not configured"
+
+    steps = [
+        ("extract", do_extract),
+        ("preprocess", do_preprocess),
+        ("load", do_load),
+        ("transform", do_transform),
+        ("publish", do_publish),
+    ]
+    for name, step in steps:
+        with _timed(summary, name) as stage:
+            step(stage)
+
+
+def _send_run_alerts(summary: RunSummary, settings: Settings) -> None:
+    """Duplicate-ratio and failed-file alerts; they do not fail the run."""
+    if summary.alerts:
+        send_alert(
+            Alert(
+                title=f"{FLOW_NAME}: {len(summary.alerts)} deliveries with a duplicate ratio "
+                f"above {settings.duplicate_alert_ratio}",
+                details="\n".join(summary.alerts),
+            ),
+            settings.alert_webhook_url,
+        )
+    if summary.failed_files:
+        send_alert(
+            Alert(
+                title=f"{FLOW_NAME}: {len(summary.failed_files)} files could not be read "
+                "and were quarantined",
+                details="\n".join(f"{f['file_name']}: {f['reason']}" for f in summary.failed_files),
+            ),
+            settings.alert_webhook_url,
+        )
