@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     metabase_admin_email: str = Field("admin@example.com", alias="MB_ADMIN_EMAIL")
     metabase_admin_password: SecretStr | None = Field(None, alias="MB_ADMIN_PASSWORD")
     metabase_db_host: str | None = Field(None, alias="MB_WAREHOUSE_HOST")
+    metabase_db_port: int = Field(5432, alias="MB_WAREHOUSE_PORT")
+    metabase_db_name: str = Field("elt", alias="MB_WAREHOUSE_DB")
     metabase_db_user: str = Field("metabase_reader", alias="MB_WAREHOUSE_USER")
     metabase_db_password: SecretStr | None = Field(None, alias="MB_WAREHOUSE_PASSWORD")
 
