@@ -278,18 +278,9 @@ def publish(settings: Settings, storage_options: dict[str, Any]) -> dict[str, An
     report = write_report(settings.lake_url, csv_bytes, storage_options=storage_options)
     synced = False
     if settings.metabase_url:
-        from metabase import sync_schema
+        from orchestration.metabase_ops import sync_metabase
 
-        sync_schema(
-            settings.metabase_url,
-            admin_email=settings.metabase_admin_email,
-            admin_password=(
-                settings.metabase_admin_password.get_secret_value()
-                if settings.metabase_admin_password
-                else ""
-            ),
-            database_name="Retail warehouse",
-        )
+        sync_metabase(settings)
         synced = True
     return {"report_url": report.url, "report_rows": report.rows, "metabase_synced": synced}
 
