@@ -1,0 +1,461 @@
+"""Drop -> lake: the dlt pipeline that reads a drop into the lake's ``raw/`` zone.
+
+Each kind of file (stores, products, customers, sales) is listed by dlt's ``filesystem``
+resource and read by a transformer. A file version is read once: the transformer keeps, in
+dlt's resource state, the modification time of the last version read of every file, and reads
+a file again only when it comes with a newer one (a re-delivery). dlt keeps that state in the
+lake itself (``raw/_dlt_pipeline_state``), so a worker without a local disk restores it.
+
+A max-value cursor (``dlt.sources.incremental("modification_date")``) is not used on purpose:
+it would skip a file that arrives late with an older modification time (copied with preserved
+times, or uploaded out of order); the per-file map reads exactly the versions not read yet.
+
+Personal data is pseudonymized in the readers, before dlt sees the records. A file that cannot
+be read is quarantined (``quarantine/files/<kind>/``) with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import posixpath
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.common.storages.fsspec_filesystem import FileItemDict
+from dlt.sources import DltResource
+from dlt.sources.filesystem import filesystem
+from fsspec import AbstractFileSystem
+
+from .documents import parse_documents
+from .pii import require_key
+from .sales_csv import UnreadableFileError, parse_sales_csv
+from .storage import (
+    dlt_filesystem_credentials,
+    filesystem_for,
+    fs_path,
+    normalize_url,
+    write_json,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The dlt pipeline name of the drop -> lake direction.
+PIPELINE_NAME = "drop_to_lake"
+#: The lake dataset (folder) the pipeline writes.
+RAW_DATASET = "raw"
+#: Kinds of delivered files and the globs, relative to the drop, that find them.
+KIND_GLOBS: dict[str, str] = {
+    "stores": "stores/*.json",
+    "products": "products/*.json",
+    "customers": "customers/*.jsonl",
+    "sales": "sales/*.csv*",
+}
+#: File name endings accepted per kind (anything else in the folder is ignored).
+KIND_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "stores": (".json",),
+    "products": (".json",),
+    "customers": (".jsonl",),
+    "sales": (".csv", ".csv.gz"),
+}
+#: Kinds whose files hold personal data: their bytes are never copied to the quarantine.
+PII_KINDS = frozenset({"stores", "customers"})
+
+_DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+_TS = {"data_type": "timestamp", "timezone": True}
+_TEXT = {"data_type": "text"}
+_LINEAGE_COLUMNS: dict[str, dict[str, Any]] = {
+    "_file_name": {**_TEXT, "nullable": False},
+    "_file_modified_at": {**_TS, "nullable": False},
+    "_line_number": {"data_type": "bigint", "nullable": False},
+}
+_PII_TEXT = {**_TEXT, "nullable": True}
+
+#: Column hints of the lake tables (dlt column schemas).
+TABLE_COLUMNS: dict[str, dict[str, dict[str, Any]]] = {
+    "stores": {
+        "store_id": {**_TEXT, "nullable": False},
+        "opened_on": {"data_type": "date"},
+        "updated_at": {**_TS},
+        **{
+            f"manager__{f}_{suffix}": {**_PII_TEXT}
+            for f in ("name", "phone", "email")
+            for suffix in ("hash", "masked")
+        },
+        **_LINEAGE_COLUMNS,
+    },
+    "products": {
+        "product_id": {**_TEXT, "nullable": False},
+        "unit_price": {"data_type": "decimal"},
+        "updated_at": {**_TS},
+        **_LINEAGE_COLUMNS,
+    },
+    "customers": {
+        "customer_id": {**_TEXT, "nullable": False},
+        "first_name": {**_TEXT},
+        "birth_date": {"data_type": "date"},
+        "gender": {**_TEXT},
+        "city": {**_TEXT},
+        "home_store_id": {**_TEXT},
+        "registered_at": {**_TS},
+        "updated_at": {**_TS},
+        **{
+            f"{f}_{suffix}": {**_PII_TEXT}
+            for f in ("email", "phone", "last_name")
+            for suffix in ("hash", "masked")
+        },
+        **_LINEAGE_COLUMNS,
+    },
+    "delivered_files": {
+        "file_name": {**_TEXT, "nullable": False},
+        "kind": {**_TEXT, "nullable": False},
+        "delivery_date": {"data_type": "date"},
+        "file_modified_at": {**_TS, "nullable": False},
+        "size_bytes": {"data_type": "bigint"},
+        "status": {**_TEXT, "nullable": False},
+        "failure_reason": {**_TEXT},
+        "rows_read": {"data_type": "bigint", "nullable": False},
+        "load_id": {**_TEXT, "nullable": False},
+    },
+}
+
+#: Primary key of every version row of the shop documents (see docs/interfaces.md).
+SHOP_PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "stores": ("store_id", "_file_name", "_file_modified_at", "_line_number"),
+    "products": ("product_id", "_file_name", "_file_modified_at", "_line_number"),
+    "customers": ("customer_id", "_file_name", "_file_modified_at", "_line_number"),
+    "delivered_files": ("file_name", "file_modified_at"),
+}
+
+_DOCUMENT_BATCH = 5_000
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    """A delivered file version that could not be read."""
+
+    file_name: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class ExtractResult:
+    """What one drop -> lake run did."""
+
+    files_read: dict[str, int] = field(default_factory=dict)
+    """File versions read per kind (loaded and failed)."""
+    files_loaded: dict[str, int] = field(default_factory=dict)
+    """File versions read successfully per kind."""
+    rows_written: dict[str, int] = field(default_factory=dict)
+    """Rows written to the lake per table (dlt's normalize counts, dlt tables excluded)."""
+    failed_files: list[FailedFile] = field(default_factory=list)
+    load_ids: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no file failed."""
+        return not self.failed_files
+
+
+@dataclass
+class _RunStats:
+    files_read: dict[str, int] = field(default_factory=dict)
+    files_loaded: dict[str, int] = field(default_factory=dict)
+    failed: list[FailedFile] = field(default_factory=list)
+
+    def count(self, kind: str, ok: bool) -> None:
+        self.files_read[kind] = self.files_read.get(kind, 0) + 1
+        if ok:
+            self.files_loaded[kind] = self.files_loaded.get(kind, 0) + 1
+
+
+def delivery_date_of(file_name: str) -> dt.date | None:
+    """The delivery date in a file's name, if any.
+
+    Args:
+        file_name: e.g. ``sales/sales_2026-01-10.csv.gz``.
+
+    Returns:
+        The date, or None when the name carries none (or an impossible one).
+    """
+    match = _DATE_IN_NAME.search(posixpath.basename(file_name))
+    if not match:
+        return None
+    try:
+        return dt.date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+class _Quarantine:
+    """Writes unreadable files into the lake's ``quarantine/files/<kind>/`` zone."""
+
+    def __init__(self, fs: AbstractFileSystem, lake_root: str) -> None:
+        self.fs = fs
+        self.root = posixpath.join(lake_root, "quarantine", "files")
+
+    def _paths(self, kind: str, file_name: str) -> tuple[str, str]:
+        target = posixpath.join(self.root, kind, posixpath.basename(file_name))
+        return target, f"{target}.reason.json"
+
+    def put(
+        self, kind: str, file_name: str, data: bytes, reason: str, modified: dt.datetime
+    ) -> None:
+        target, reason_path = self._paths(kind, file_name)
+        keep_bytes = kind not in PII_KINDS
+        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        if keep_bytes:
+            self.fs.pipe_file(target, data)
+        elif self.fs.exists(target):
+            self.fs.rm(target)
+        payload: dict[str, Any] = {
+            "file_name": file_name,
+            "kind": kind,
+            "reason": reason,
+            "file_modified_at": modified.isoformat(),
+            "quarantined_at": dt.datetime.now(dt.UTC).isoformat(),
+            "size_bytes": len(data),
+            "bytes_kept": keep_bytes,
+        }
+        if not keep_bytes:
+            payload["note"] = (
+                "the file holds personal data, which never enters the lake in plain text; "
+                "its bytes stay in the drop"
+            )
+        write_json(self.fs, reason_path, payload)
+
+    def clear(self, kind: str, file_name: str) -> None:
+        """Remove a file's quarantine entry once a newer version was read successfully."""
+        for path in self._paths(kind, file_name):
+            if self.fs.exists(path):
+                self.fs.rm(path)
+
+
+def _table_hints(table: str) -> Any:
+    primary_key = SHOP_PRIMARY_KEYS.get(table)
+    return dlt.mark.make_hints(
+        table_name=table,
+        write_disposition="append",
+        # dlt writes the column name into each column dict: give it its own copies
+        columns=copy.deepcopy(TABLE_COLUMNS.get(table)),
+        primary_key=list(primary_key) if primary_key else None,
+    )
+
+
+def _hinted(item: Any, hints: Any) -> Any:
+    """Dispatch an item to its table with that table's own hints."""
+    return dlt.mark.with_hints(item, hints, create_table_variant=True)
+
+
+def _file_reader(kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStats) -> Any:
+    """Build the transformer that reads new file versions of one kind."""
+
+    table_hints = _table_hints(kind)
+    delivered_hints = _table_hints("delivered_files")
+
+    @dlt.transformer(name=kind, write_disposition="append")
+    def read_files(items: list[FileItemDict]) -> Iterator[Any]:
+        """Read the file versions not read before.
+
+        Args:
+            items: a page of files listed by the filesystem resource.
+
+        Yields:
+            The records (Arrow tables for sales, dicts for documents) and one
+            ``delivered_files`` row per file version read.
+        """
+        seen: dict[str, str] = dlt.current.resource_state().setdefault("files", {})
+        load_id = dlt.current.load_package_state()["load_id"]
+        for item in sorted(items, key=lambda i: i["relative_path"]):
+            file_name = item["relative_path"]
+            if not file_name.endswith(KIND_SUFFIXES[kind]):
+                logger.debug("ignoring %s: not a %s file", file_name, kind)
+                continue
+            modified = _as_utc(item["modification_date"])
+            previous = seen.get(file_name)
+            if previous is not None and dt.datetime.fromisoformat(previous) >= modified:
+                continue
+            data = item.read_bytes()
+            rows_read, failure = 0, None
+            try:
+                if kind == "sales":
+                    table = parse_sales_csv(
+                        data,
+                        file_name=file_name,
+                        delivery_date=delivery_date_of(file_name),
+                        file_modified_at=modified,
+                    )
+                    rows_read = table.num_rows
+                    table = table.append_column(
+                        "_dlt_load_id", pa.repeat(pa.scalar(load_id), rows_read)
+                    )
+                    if rows_read:
+                        yield _hinted(table, table_hints)
+                else:
+                    records = parse_documents(
+                        data, kind=kind, file_name=file_name, file_modified_at=modified, key=key
+                    )
+                    rows_read = len(records)
+                    for start in range(0, len(records), _DOCUMENT_BATCH):
+                        yield _hinted(records[start : start + _DOCUMENT_BATCH], table_hints)
+            except UnreadableFileError as exc:
+                failure = exc.reason
+            except Exception as exc:  # a reader bug must not stop the other files
+                logger.exception("unexpected error reading %s", file_name)
+                failure = f"unreadable: {type(exc).__name__}: {exc}"
+            if failure is None:
+                quarantine.clear(kind, file_name)
+                logger.info("read %s: %d rows", file_name, rows_read)
+            else:
+                quarantine.put(kind, file_name, data, failure, modified)
+                stats.failed.append(FailedFile(file_name, kind, failure))
+                logger.warning("quarantined %s: %s", file_name, failure)
+            stats.count(kind, failure is None)
+            seen[file_name] = modified.isoformat()
+            yield _hinted(
+                [
+                    {
+                        "file_name": file_name,
+                        "kind": kind,
+                        "delivery_date": delivery_date_of(file_name),
+                        "file_modified_at": modified,
+                        "size_bytes": item.get("size_in_bytes", len(data)),
+                        "status": "loaded" if failure is None else "failed",
+                        "failure_reason": failure,
+                        "rows_read": rows_read,
+                        "load_id": load_id,
+                    }
+                ],
+                delivered_hints,
+            )
+
+    return read_files
+
+
+@dlt.source(name="drop", max_table_nesting=1)
+def drop_source(
+    source_url: str,
+    source_fs: AbstractFileSystem,
+    key: bytes,
+    quarantine: _Quarantine,
+    stats: _RunStats,
+) -> list[DltResource]:
+    """The dlt source of a drop: one reader per kind of file.
+
+    Args:
+        source_url: the drop's URL (normalized).
+        source_fs: an fsspec file system for it.
+        key: the PII key as bytes.
+        quarantine: where unreadable files go.
+        stats: collects per-kind counts and failures for the run's result.
+
+    Returns:
+        The resources ``stores``, ``products``, ``customers``, ``sales`` (each also writing
+        ``delivered_files``).
+    """
+    resources = []
+    for kind, glob in KIND_GLOBS.items():
+        listing = filesystem(bucket_url=source_url, credentials=source_fs, file_glob=glob)
+        listing = listing.with_name(f"list_{kind}")
+        resources.append(listing | _file_reader(kind, key, quarantine, stats))
+    return resources
+
+
+@contextmanager
+def _working_dir(pipelines_dir: str | None) -> Iterator[str]:
+    if pipelines_dir is not None:
+        yield pipelines_dir
+        return
+    path = tempfile.mkdtemp(prefix="elt-dlt-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def extract_to_lake(
+    source_url: str,
+    lake_url: str,
+    *,
+    pii_key: str,
+    source_storage_options: dict | None = None,
+    lake_storage_options: dict | None = None,
+    pipelines_dir: str | None = None,
+) -> ExtractResult:
+    """Read the drop's new and re-delivered files into the lake's ``raw/`` zone.
+
+    Args:
+        source_url: the drop (local path or any fsspec URL).
+        lake_url: the lake root (local path or ``s3://bucket/prefix``).
+        pii_key: the secret key for pseudonymizing personal data; must be non-empty.
+        source_storage_options: fsspec options for the drop.
+        lake_storage_options: fsspec options for the lake (s3fs style).
+        pipelines_dir: dlt's local working directory. None means a temporary one removed
+            after the run: the pipeline's state is restored from the lake every time.
+
+    Returns:
+        Counts per kind and table, the failed files and the dlt load ids.
+
+    Raises:
+        MissingPiiKeyError: when ``pii_key`` is empty.
+    """
+    key = require_key(pii_key)
+    started = time.monotonic()
+    source = normalize_url(source_url)
+    lake = normalize_url(lake_url)
+    source_fs = filesystem_for(source, source_storage_options)
+    lake_fs = filesystem_for(lake, lake_storage_options)
+    stats = _RunStats()
+    quarantine = _Quarantine(lake_fs, fs_path(lake_fs, lake))
+    destination = dlt.destinations.filesystem(
+        bucket_url=lake, credentials=dlt_filesystem_credentials(lake, lake_storage_options)
+    )
+    with _working_dir(pipelines_dir) as workdir:
+        pipeline = dlt.pipeline(
+            pipeline_name=PIPELINE_NAME,
+            pipelines_dir=workdir,
+            destination=destination,
+            dataset_name=RAW_DATASET,
+        )
+        logger.info("extracting %s into %s", source, lake)
+        info = pipeline.run(
+            drop_source(source, source_fs, key, quarantine, stats),
+            loader_file_format="parquet",
+        )
+        info.raise_on_failed_jobs()
+        normalize_info = pipeline.last_trace.last_normalize_info
+        row_counts = dict(normalize_info.row_counts) if normalize_info else {}
+    result = ExtractResult(
+        files_read=dict(stats.files_read),
+        files_loaded=dict(stats.files_loaded),
+        rows_written={t: n for t, n in row_counts.items() if not t.startswith("_dlt")},
+        failed_files=list(stats.failed),
+        load_ids=list(info.loads_ids),
+        duration_s=time.monotonic() - started,
+    )
+    logger.info(
+        "drop -> lake done in %.1fs: files %s, rows %s, failed %d",
+        result.duration_s,
+        result.files_read,
+        result.rows_written,
+        len(result.failed_files),
+    )
+    return result
