@@ -85,14 +85,9 @@ def generate(
     settings = _settings()
     url = out or settings.source_url
     options = settings.storage_options()
-    if if_missing and append_days is None:
-        try:
-            generator.read_manifest(url, storage_options=options)
-        except FileNotFoundError:
-            pass
-        else:
-            typer.echo(f"A drop already exists at {url}: nothing to generate.")
-            return
+    if if_missing and append_days is None and _drop_exists(url, options):
+        typer.echo(f"A drop already exists at {url}: nothing to generate.")
+        return
     with _progress("Generating deliveries") as progress:
         if append_days is not None:
             manifest = generator.append_days(
@@ -117,6 +112,17 @@ def generate(
         f"{totals['rows_duplicate']:,} duplicate, {totals['rows_superseded']:,} superseded, "
         f"{totals['rows_quarantined']:,} quarantined); manifest: {generator.manifest_url(url)}"
     )
+
+
+def _drop_exists(url: str, storage_options: dict) -> bool:
+    """True when ``url`` already holds files (a generated drop or a real one)."""
+    import fsspec
+
+    fs, _, (path,) = fsspec.get_fs_token_paths(url, storage_options=storage_options)
+    try:
+        return bool(fs.exists(path) and fs.find(path, maxdepth=2))
+    except FileNotFoundError:
+        return False
 
 
 class _progress:

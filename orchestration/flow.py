@@ -292,11 +292,9 @@ def publish(settings: Settings, storage_options: dict[str, Any]) -> dict[str, An
 
 def _record_extract(summary: RunSummary, stage: StageReport, result: Any) -> None:
     data = _as_dict(result)
-    rows = data.get("rows_by_table") or data.get("rows") or {}
-    stage.rows = {str(k): int(v) for k, v in dict(rows).items()}
-    files = data.get("files_by_kind") or data.get("files_read") or {}
-    if isinstance(files, dict) and files:
-        stage.detail = ", ".join(f"{k} {v}" for k, v in files.items())
+    stage.rows = {str(k): int(v) for k, v in dict(data.get("rows_written") or {}).items()}
+    files = dict(data.get("files_read") or {})
+    stage.detail = ", ".join(f"{k} files {v}" for k, v in files.items()) or "nothing new"
     for failed in data.get("failed_files") or []:
         item = _as_dict(failed)
         summary.failed_files.append(
@@ -316,11 +314,14 @@ def _record_preprocess(summary: RunSummary, stage: StageReport, result: Any, rat
         str(k): int(v) for k, v in dict(data.get("quarantined_by_reason") or {}).items()
     }
     stage.rows = dict(summary.buckets)
-    files = [_as_dict(item) for item in data.get("file_quality") or data.get("files") or []]
+    files = [_as_dict(item) for item in data.get("file_quality") or []]
     summary.files = files
     if not data.get("did_work", True):
         stage.detail = "nothing new"
+    processed = set(data.get("files_processed") or [])
     for item in files:
+        if item.get("file_name") not in processed:
+            continue  # alerts are about this run's deliveries, not the history
         ratio_value = item.get("duplicate_ratio")
         if ratio_value is not None and float(ratio_value) > ratio:
             summary.alerts.append(
@@ -341,8 +342,10 @@ def _record_preprocess(summary: RunSummary, stage: StageReport, result: Any, rat
 
 def _record_load(stage: StageReport, result: Any) -> None:
     data = _as_dict(result)
-    rows = data.get("rows_by_table") or data.get("rows") or {}
-    stage.rows = {str(k): int(v) for k, v in dict(rows).items()}
+    stage.rows = {str(k): int(v) for k, v in dict(data.get("rows_written") or {}).items()}
+    formats = data.get("loader_file_formats") or []
+    if formats:
+        stage.detail = "loaded as " + ", ".join(formats)
 
 
 def _record_dbt(summary: RunSummary, stage: StageReport, result: DbtRunResult) -> None:

@@ -35,14 +35,18 @@ def export_csv(
     """The relation as CSV bytes with a header, read in bulk (DuckDB COPY / Postgres COPY)."""
     query = f"select * from {relation} order by {order_by}"
     if target == "duckdb":
-        import duckdb
-        import pyarrow.csv as pacsv
+        import tempfile
+        from pathlib import Path
 
-        with duckdb.connect(duckdb_path, read_only=True) as con:
-            table = con.sql(query).to_arrow_table()
-        sink = io.BytesIO()
-        pacsv.write_csv(table, sink)
-        return sink.getvalue()
+        import duckdb
+
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            duckdb.connect(duckdb_path, read_only=True) as con,
+        ):
+            out = Path(tmp) / "report.csv"
+            con.sql(query).write_csv(str(out), header=True)
+            return out.read_bytes()
     import psycopg2
 
     buffer = io.BytesIO()

@@ -1,0 +1,88 @@
+"""The ``elt`` command: help everywhere, generate, and run's exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestration.cli import app
+
+runner = CliRunner()
+
+COMMANDS = [
+    [],
+    ["generate"],
+    ["run"],
+    ["serve"],
+    ["docs"],
+    ["dbt"],
+    ["metabase"],
+    ["metabase", "provision"],
+    ["metabase", "sync"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "elt")
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_generate_writes_a_drop_and_skips_an_existing_one(tmp_path: Path, elt_env) -> None:
+    out = tmp_path / "drop"
+    args = ["generate", "--out", str(out), "--sales-rows", "1500", "--days", "3", "--seed", "9"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    manifest = json.loads((tmp_path / "drop.manifest.json").read_text())
+    assert len(list((out / "sales").iterdir())) == 3 == len(manifest["files"])
+    assert f"{manifest['totals']['rows_in']:,} sales rows" in first.output
+
+    again = runner.invoke(app, [*args, "--if-missing"])
+    assert again.exit_code == 0 and "already exists" in again.output
+
+    appended = runner.invoke(app, ["generate", "--out", str(out), "--append-days", "2"])
+    assert appended.exit_code == 0, appended.output
+    assert len(list((out / "sales").iterdir())) == 5
+
+
+def test_run_refuses_to_start_without_a_pii_key(elt_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PII_HASH_KEY")
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 2
+    assert "PII_HASH_KEY is not set" in result.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_exits_non_zero_when_the_run_fails(
+    elt_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingestion
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("injected failure of the extract stage")
+
+    monkeypatch.setattr(ingestion, "extract_to_lake", broken)
+    result = runner.invoke(app, ["run", "--source", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert "The run failed" in result.output
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_with_source_runs_the_whole_flow(elt_env, tmp_path: Path) -> None:
+    import duckdb
+
+    import generator
+
+    drop = str(tmp_path / "drop")
+    manifest = generator.generate_drop(drop, sales_rows=1500, days=3, seed=4)
+    result = runner.invoke(app, ["run", "--source", drop])
+    assert result.exit_code == 0, result.output
+    assert "retail-elt: succeeded" in result.output
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        revenue = con.sql("select sum(revenue) from marts.fct_daily_sales").fetchone()[0]
+    assert f"{revenue:.2f}" == manifest["totals"]["revenue"]

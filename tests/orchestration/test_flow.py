@@ -1,0 +1,254 @@
+"""The whole retail-elt flow under Prefect's test harness: real dlt, Dask, dbt and warehouses.
+
+Figures are reconciled with the generator's manifest (the truth it injected), not with
+numbers the pipeline computed itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import generator
+from orchestration.flow import RunSummary, retail_elt
+from tests.support.webhook import webhook_server
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+SALES_ROWS = 8000
+DAYS = 14
+
+
+@pytest.fixture(scope="module")
+def drop(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    """A small generated drop with every dirty case, and its manifest."""
+    url = str(tmp_path_factory.mktemp("drop") / "source")
+    manifest = generator.generate_drop(url, sales_rows=SALES_ROWS, days=DAYS, seed=11)
+    return url, manifest
+
+
+def _query(settings_target: str, dsn_or_path: str, sql: str) -> list[tuple]:
+    if settings_target == "duckdb":
+        import duckdb
+
+        with duckdb.connect(dsn_or_path, read_only=True) as con:
+            return con.sql(sql).fetchall()
+    import psycopg2
+
+    with psycopg2.connect(dsn_or_path) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+def _flow_artifacts(flow_run_id: Any) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> dict[str, Any]:
+        async with get_client() as client:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+        return {artifact.key: artifact.data for artifact in artifacts}
+
+    return asyncio.run(read())
+
+
+def _assert_marts_match_manifest(target: str, where: str, manifest: dict[str, Any]) -> None:
+    totals = manifest["totals"]
+    n_sales, units, revenue = _query(
+        target, where, "select sum(n_sales), sum(units), sum(revenue) from marts.fct_daily_sales"
+    )[0]
+    assert (int(n_sales), int(units)) == (totals["n_sales"], totals["units"])
+    assert Decimal(str(revenue)).quantize(Decimal("0.01")) == Decimal(totals["revenue"])
+
+    expected = {
+        (row["region"], row["product_id"]): (row["n_sales"], row["units"], Decimal(row["revenue"]))
+        for row in manifest["by_region_product"]
+    }
+    actual = {
+        (region, product_id): (int(n), int(u), Decimal(str(r)).quantize(Decimal("0.01")))
+        for region, product_id, n, u, r in _query(
+            target,
+            where,
+            "select region, product_id, n_sales, units, revenue from marts.sales_by_region_product",
+        )
+    }
+    assert actual == expected
+
+    quality = {
+        name: (rows_in, valid, dup, sup, quar)
+        for name, rows_in, valid, dup, sup, quar in _query(
+            target,
+            where,
+            "select file_name, rows_in, rows_valid, rows_duplicate, rows_superseded, "
+            "rows_quarantined from marts.data_quality_by_file",
+        )
+    }
+    for name, truth in manifest["files"].items():
+        assert quality[name] == (
+            truth["rows_in"],
+            truth["rows_valid"],
+            truth["rows_duplicate"],
+            truth["rows_superseded"],
+            truth["rows_quarantined"],
+        ), name
+
+
+def test_flow_on_duckdb_reconciles_with_the_manifest_and_alerts(
+    drop: tuple[str, dict[str, Any]], elt_env, tmp_path: Path
+) -> None:
+    url, manifest = drop
+    high_dup = [
+        name
+        for name, item in manifest["files"].items()
+        if item["rows_in"] and item["rows_duplicate"] / item["rows_in"] > 0.5
+    ]
+    assert high_dup, "the generated drop should contain a delivery with > 50% duplicates"
+
+    with webhook_server() as hook:
+        elt_env(ELT_SOURCE_URL=url, ELT_ALERT_WEBHOOK_URL=hook.url)
+        state = retail_elt(return_state=True)
+        assert state.is_completed(), state.message
+        summary: RunSummary = state.result()
+
+        assert summary.success
+        assert [s.name for s in summary.stages] == [
+            "extract",
+            "preprocess",
+            "load",
+            "transform",
+            "publish",
+        ]
+        assert all(s.status == "ok" for s in summary.stages), summary.to_markdown()
+        totals = manifest["totals"]
+        assert summary.buckets["rows_in"] == totals["rows_in"]
+        assert summary.buckets["rows_valid"] == totals["rows_valid"]
+        _assert_marts_match_manifest("duckdb", str(tmp_path / "warehouse.duckdb"), manifest)
+
+        # The duplicate alert went to the webhook, named the file, and did not fail the run.
+        texts = "\n".join(hook.texts())
+        for name in high_dup:
+            assert name in texts
+        assert any("duplicate ratio" in t for t in hook.texts())
+
+        # The CSV report of the region x product mart is in the lake.
+        report = Path(summary.report_url or "")
+        lines = report.read_text(encoding="utf-8").splitlines()
+        assert lines[0].startswith("region,product_id,product_name")
+        assert len(lines) - 1 == len(manifest["by_region_product"])
+
+        # Artifacts: the summary and the per-file table.
+        artifacts = _flow_artifacts(state.state_details.flow_run_id)
+        assert "succeeded" in artifacts["run-summary"]
+        file_table = artifacts["file-quality"]
+        rows = json.loads(file_table) if isinstance(file_table, str) else file_table
+        assert {row["file_name"] for row in rows} == set(manifest["files"])
+
+        # A second run finds nothing new: the marts stay identical.
+        before = _query(
+            "duckdb",
+            str(tmp_path / "warehouse.duckdb"),
+            "select * from marts.sales_by_region_product order by 1, 2",
+        )
+        again = retail_elt(return_state=True)
+        assert again.is_completed(), again.message
+        second: RunSummary = again.result()
+        assert second.stage("extract").rows.get("sales", 0) == 0
+        after = _query(
+            "duckdb",
+            str(tmp_path / "warehouse.duckdb"),
+            "select * from marts.sales_by_region_product order by 1, 2",
+        )
+        assert after == before
+
+
+def test_a_failing_dbt_test_fails_the_flow_by_name_and_alerts(
+    drop: tuple[str, dict[str, Any]], elt_env, tmp_path: Path
+) -> None:
+    """Negative revenue slipped into the raw schema: dbt's test fails, the flow fails."""
+    import duckdb
+
+    url, _ = drop
+    with webhook_server() as hook:
+        elt_env(ELT_SOURCE_URL=url, ELT_ALERT_WEBHOOK_URL=hook.url)
+        first = retail_elt(return_state=True, skip_publish=True)
+        assert first.is_completed(), first.message
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+            con.execute(
+                "update raw_sales.daily_sales set revenue = -revenue "
+                "where sale_date = (select min(sale_date) from raw_sales.daily_sales)"
+            )
+        failed = retail_elt(return_state=True, skip_publish=True)
+        assert failed.is_failed()
+        # The failing test is named, with its compiled SQL, in the flow's result.
+        assert "positive_amount" in str(failed.message)
+        assert "compiled SQL" in str(failed.message)
+        assert "select" in str(failed.message).lower()
+        failure_alerts = [t for t in hook.texts() if "failed" in t and "retail-elt run" in t]
+        assert failure_alerts, hook.texts()
+        assert "positive_amount" in failure_alerts[-1]
+
+
+@pytest.mark.postgres
+def test_flow_on_postgres_retries_a_transient_failure_and_reconciles(
+    drop: tuple[str, dict[str, Any]],
+    elt_env,
+    postgres_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On Postgres; the first load attempt meets an injected connection reset and is retried.
+
+    The fault is injected by wrapping the stage function (a test double for a network
+    blip); everything else is real: dlt, Dask, dbt and a PostgreSQL server.
+    """
+    import ingestion
+    from orchestration import flow as flow_module
+
+    calls: list[int] = []
+    real_load = ingestion.load_to_warehouse
+
+    def flaky_load(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionResetError("injected: connection reset by peer")
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(ingestion, "load_to_warehouse", flaky_load)
+    monkeypatch.setattr(flow_module.load, "retry_delay_seconds", [0])
+    url, manifest = drop
+    elt_env(ELT_SOURCE_URL=url, ELT_TARGET="postgres", ELT_POSTGRES_DSN=postgres_dsn)
+    state = retail_elt(return_state=True)
+    assert state.is_completed(), state.message
+    assert len(calls) == 2, "the transient failure should have been retried once"
+    _assert_marts_match_manifest("postgres", postgres_dsn, manifest)
+    summary: RunSummary = state.result()
+    assert summary.stage("load").detail == "loaded as csv" or "csv" in summary.stage("load").detail
+
+
+def test_a_non_transient_failure_is_not_retried(
+    drop: tuple[str, dict[str, Any]], elt_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ingestion
+
+    calls: list[int] = []
+
+    def broken_extract(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise ValueError("injected: a bug, not a blip")
+
+    monkeypatch.setattr(ingestion, "extract_to_lake", broken_extract)
+    url, _ = drop
+    elt_env(ELT_SOURCE_URL=url)
+    state = retail_elt(return_state=True)
+    assert state.is_failed()
+    assert calls == [1]
+    summary_text = str(state.message)
+    assert "a bug, not a blip" in summary_text
