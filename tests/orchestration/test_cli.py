@@ -84,5 +84,5 @@ def test_run_with_source_runs_the_whole_flow(elt_env, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "retail-elt: succeeded" in result.output
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        revenue = con.sql("select sum(revenue) from marts.fct_daily_sales").fetchone()[0]
+        revenue = con.execute("select sum(revenue) from marts.fct_daily_sales").fetchone()[0]
     assert f"{revenue:.2f}" == manifest["totals"]["revenue"]

@@ -129,7 +129,7 @@ def test_served_deployment_runs_through_the_api(
         import duckdb
 
         with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-            n_sales = con.sql("select sum(n_sales) from marts.fct_daily_sales").fetchone()[0]
+            n_sales = con.execute("select sum(n_sales) from marts.fct_daily_sales").fetchone()[0]
         assert int(n_sales) == manifest["totals"]["n_sales"]
     finally:
         _stop(served)
