@@ -1,0 +1,84 @@
+"""The Dask client the stage computes on: a local cluster sized to the machine, or an
+existing cluster (which is how users outgrow one machine)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psutil
+from distributed import Client, LocalCluster
+
+logger = logging.getLogger(__name__)
+
+# All local workers together stay under this; the driver and the scheduler come on top.
+DEFAULT_MEMORY_BUDGET_BYTES = int(2.8 * 1024**3)
+
+
+def local_cluster_size(
+    n_workers: int | None = None, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+) -> tuple[int, int]:
+    """How many worker processes a local cluster gets, and the memory limit of each.
+
+    Args:
+        n_workers: Worker processes wanted; default one per CPU core (at most 8), fewer when
+            the machine's available memory cannot give each at least 512 MiB.
+        memory_budget_bytes: Memory for all workers together (never more than 70% of the
+            memory available now).
+
+    Returns:
+        ``(n_workers, memory_limit_bytes_per_worker)``.
+    """
+    budget = min(memory_budget_bytes, int(psutil.virtual_memory().available * 0.7))
+    if n_workers is None:
+        n_workers = max(1, min(os.cpu_count() or 1, 8, budget // (512 * 1024**2)))
+    return n_workers, max(budget // n_workers, 256 * 1024**2)
+
+
+@contextmanager
+def dask_client(
+    scheduler_address: str | None = None,
+    *,
+    n_workers: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+) -> Iterator[Client]:
+    """A Dask client: to ``scheduler_address`` when given, else to a new local cluster.
+
+    The local cluster uses worker processes with one thread each (pandas work holds the GIL)
+    and a memory limit per worker, so that the workers spill to disk, and pause, before the
+    machine runs out of memory.
+
+    Args:
+        scheduler_address: Address of an existing scheduler (``tcp://host:8786``); None starts
+            a local cluster that is closed on exit.
+        n_workers: Local worker processes (default: sized to the machine).
+        memory_budget_bytes: Memory of all local workers together.
+
+    Yields:
+        A connected :class:`distributed.Client`.
+    """
+    if scheduler_address:
+        logger.info("Connecting to the Dask scheduler at %s", scheduler_address)
+        with Client(scheduler_address) as client:
+            yield client
+        return
+    workers, limit = local_cluster_size(n_workers, memory_budget_bytes)
+    logger.info(
+        "Starting a local Dask cluster: %d worker process(es), %.0f MiB each",
+        workers,
+        limit / 1024**2,
+    )
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=limit,
+            dashboard_address=":0",  # no fixed port: other clusters may run here
+            host="127.0.0.1",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

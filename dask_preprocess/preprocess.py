@@ -1,0 +1,1221 @@
+"""Validate, de-duplicate and pre-aggregate the lake's sales with Dask, incrementally.
+
+The run, step by step (each step a Dask computation over partitions, nothing row-level is
+collected on the driver):
+
+1. **Plan.** List ``raw/sales`` Parquet files not consumed yet, read ``raw/delivered_files``
+   and find each sales file's latest version. Files whose latest version differs from the one
+   in the state are *changed*. Nothing changed and no new input: return, touching no file.
+2. **Validate** the rows of the changed files' latest versions (only from the new raw files),
+   one partition per piece of a raw file. Valid rows are normalized and staged by sale_id hash
+   bucket; quarantined rows are staged per file.
+3. **Buckets.** The state keeps the normalized valid rows of the latest version of every file,
+   split into ``n_hash_partitions`` sale_id hash buckets
+   (``preprocessed/_state/rows/h=NNN.parquet``). Every row of a sale_id lives in one bucket, so
+   duplicate / superseded / valid is decided per bucket, and only buckets that gain or lose rows
+   are recomputed. Comparing a bucket's valid rows before and after gives the sale dates and
+   months whose aggregates change (a correction weeks later moves both its old and new date).
+4. **Aggregate** the valid rows of the affected dates and months only, and rewrite exactly
+   those partitions of ``daily_sales`` and ``customer_monthly`` (an empty file when a
+   partition lost all its rows). Unaffected partitions are not touched.
+5. **Quarantine and quality.** Replace each changed file's ``quarantine/sales_rows`` file,
+   rewrite ``file_quality`` (small), then save the state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from distributed import Client, progress
+
+from dask_preprocess.cluster import dask_client
+from dask_preprocess.lake import Lake
+from dask_preprocess.rules import (
+    BUCKETS,
+    CONTRACT_COLUMNS,
+    REASONS,
+    TUPLE_COLUMNS,
+    assign_buckets,
+    validate_sales,
+)
+
+logger = logging.getLogger(__name__)
+
+RAW_SALES = "raw/sales"
+RAW_DELIVERED = "raw/delivered_files"
+RAW_LOADS = "raw/_dlt_loads"
+PRE = "preprocessed"
+STATE = f"{PRE}/_state"
+QUARANTINE_ROWS = "quarantine/sales_rows"
+STATE_FORMAT = 1
+PIECE_ROWS = 500_000  # rows per validation partition (row groups of a raw file are grouped)
+EPOCH = date(1970, 1, 1)
+CENT = Decimal("0.01")
+
+STATE_DTYPES: dict[str, str] = {
+    "file_name": "str",
+    "file_modified_at_us": "int64",
+    "delivery_day": "int32",
+    "line_number": "int64",
+    "sale_id": "str",
+    "store_id": "str",
+    "customer_id": "str",
+    "product_id": "str",
+    "region": "str",
+    "sale_at_us": "int64",
+    "quantity": "int64",
+    "unit_price_e4": "int64",
+    "amount_e4": "int64",
+    "sale_date": "int32",
+    "sale_month": "int32",
+    "bucket": "str",
+}
+
+DAILY_INPUT = ["sale_date", "store_id", "product_id", "region", "sale_id", "quantity", "amount_e4"]
+MONTHLY_INPUT = ["sale_month", "customer_id", "sale_id", "quantity", "amount_e4", "sale_at_us"]
+
+MONEY = pa.decimal128(18, 2)
+TS_UTC = pa.timestamp("us", tz="UTC")
+
+DAILY_SCHEMA = pa.schema(
+    [
+        ("sale_date", pa.date32()),
+        ("store_id", pa.string()),
+        ("product_id", pa.string()),
+        ("region", pa.string()),
+        ("n_sales", pa.int64()),
+        ("units", pa.int64()),
+        ("revenue", MONEY),
+        ("_computed_at", TS_UTC),
+    ]
+)
+CUSTOMER_MONTHLY_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("sale_month", pa.date32()),
+        ("n_sales", pa.int64()),
+        ("units", pa.int64()),
+        ("revenue", MONEY),
+        ("first_sale_at", TS_UTC),
+        ("last_sale_at", TS_UTC),
+        ("_computed_at", TS_UTC),
+    ]
+)
+FILE_QUALITY_SCHEMA = pa.schema(
+    [
+        ("file_name", pa.string()),
+        ("delivery_date", pa.date32()),
+        ("file_modified_at", TS_UTC),
+        ("status", pa.string()),
+        ("failure_reason", pa.string()),
+        ("rows_in", pa.int64()),
+        ("rows_valid", pa.int64()),
+        ("rows_duplicate", pa.int64()),
+        ("rows_superseded", pa.int64()),
+        ("rows_quarantined", pa.int64()),
+        ("rows_quarantined_by_reason", pa.string()),
+        ("duplicate_ratio", pa.float64()),
+        ("is_alert", pa.bool_()),
+        ("units_valid", pa.int64()),
+        ("revenue_valid", MONEY),
+        ("_computed_at", TS_UTC),
+    ]
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        *[(c, pa.string()) for c in CONTRACT_COLUMNS],
+        ("_raw_line", pa.string()),
+        ("reason", pa.string()),
+        ("_file_name", pa.string()),
+        ("_line_number", pa.int64()),
+        ("_file_modified_at", TS_UTC),
+        ("_delivery_date", pa.date32()),
+    ]
+)
+
+# ---------------------------------------------------------------------------------------------
+# Result
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileQuality:
+    """One row of ``preprocessed/file_quality``: a sales file, its latest version."""
+
+    file_name: str
+    delivery_date: date | None
+    file_modified_at: datetime
+    status: str
+    failure_reason: str | None
+    rows_in: int
+    rows_valid: int
+    rows_duplicate: int
+    rows_superseded: int
+    rows_quarantined: int
+    rows_quarantined_by_reason: dict[str, int]
+    duplicate_ratio: float
+    is_alert: bool
+    units_valid: int
+    revenue_valid: Decimal
+
+
+@dataclass
+class PreprocessResult:
+    """What a run of :func:`preprocess_sales` did and what the lake now holds."""
+
+    file_quality: list[FileQuality]
+    totals: dict[str, int]
+    quarantined_by_reason: dict[str, int]
+    affected_sale_dates: list[date]
+    affected_sale_months: list[date]
+    files_processed: list[str]
+    did_work: bool
+    duration_seconds: float
+    failed_files: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def file_key(file_name: str) -> str:
+    """A flat, filesystem-safe name for a delivered file (used for quarantine files).
+
+    Args:
+        file_name: The file name relative to the drop (``sales/sales_2026-01-10.csv.gz``).
+
+    Returns:
+        A name such as ``sales__sales_2026-01-10.csv.gz-1a2b3c4d``.
+    """
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", file_name.replace("/", "__"))
+    return f"{slug}-{hashlib.sha1(file_name.encode('utf-8')).hexdigest()[:8]}"
+
+
+def _days_to_date(day: int) -> date:
+    return EPOCH + timedelta(days=int(day))
+
+
+def _date_to_days(value: date) -> int:
+    return (value - EPOCH).days
+
+
+def _revenue(amount_e4: int) -> Decimal:
+    """Exact sum of amounts in 1/10,000, rounded half-up to two places."""
+    return (Decimal(int(amount_e4)) / 10_000).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _money_array(amounts_e4: Any) -> pa.Array:
+    """Sums in 1/10,000 as decimal(18,2), rounded half-up (away from zero), vectorized."""
+    v = np.asarray(amounts_e4, dtype="int64")
+    cents = np.sign(v) * ((np.abs(v) + 50) // 100)
+    scaled = pc.multiply(
+        pa.array(cents, pa.int64()).cast(pa.decimal128(19, 0)),
+        pa.scalar(Decimal("0.01"), pa.decimal128(3, 2)),
+    )
+    return scaled.cast(MONEY)
+
+
+def _micros(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Any timestamp-like or text column as int64 UTC microseconds (-1 when null)."""
+    if pa.types.is_timestamp(arr.type):
+        if arr.type.tz is None:
+            arr = pc.assume_timezone(arr, "UTC")
+        arr = arr.cast(TS_UTC)
+    elif pa.types.is_date(arr.type):
+        arr = arr.cast(pa.timestamp("us")).cast(TS_UTC)
+    else:
+        parsed = pd.to_datetime(
+            pd.Series(arr.to_pylist(), dtype="str"), utc=True, errors="coerce", format="ISO8601"
+        )
+        return parsed.dt.as_unit("us").astype("int64").where(parsed.notna(), -1).to_numpy()
+    return arr.cast(pa.int64()).fill_null(-1).to_numpy()
+
+
+_NAME_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+def _days(arr: pa.ChunkedArray | pa.Array, file_names: pd.Series) -> np.ndarray:
+    """A delivery-date column as int32 days; missing dates come from the file name."""
+    if pa.types.is_date(arr.type) or pa.types.is_timestamp(arr.type):
+        days = pd.Series(arr.cast(pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False))
+        days = days.astype("Float64")
+    else:
+        parsed = pd.to_datetime(pd.Series(arr.to_pandas(), dtype="str"), errors="coerce")
+        days = pd.Series((parsed - pd.Timestamp("1970-01-01")).dt.days, dtype="Float64")
+    days = days.reset_index(drop=True)
+    if days.isna().any():
+        names = file_names.reset_index(drop=True)
+        from_name = {n: _name_day(n) for n in pd.unique(names[days.isna()])}
+        days = days.fillna(names.map(from_name).astype("Float64"))
+    return days.fillna(0).astype("int32").to_numpy()
+
+
+def _name_day(name: str) -> float:
+    match = _NAME_DATE.search(str(name))
+    if not match:
+        return float("nan")
+    try:
+        return float(_date_to_days(date.fromisoformat(match.group(1))))
+    except ValueError:
+        return float("nan")
+
+
+def _state_frame(rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    if rows is None:
+        rows = pd.DataFrame({c: pd.Series(dtype=t) for c, t in STATE_DTYPES.items()})
+    return rows[list(STATE_DTYPES)].astype(STATE_DTYPES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Partition functions (run on Dask workers)
+# ---------------------------------------------------------------------------------------------
+
+RAW_WANTED = [
+    *CONTRACT_COLUMNS,
+    "_file_name",
+    "_delivery_date",
+    "_file_modified_at",
+    "_line_number",
+    "_malformed",
+    "_raw_line",
+]
+
+
+def _read_raw_piece(lake: Lake, path: str, row_groups: list[int], columns: list[str]) -> pa.Table:
+    """Read some row groups of one raw Parquet file; missing columns come back as nulls."""
+    with lake.fs.open(lake.path(path), "rb") as fh:
+        pf = pq.ParquetFile(fh)
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        table = pf.read_row_groups(row_groups, columns=present)
+    for col in columns:
+        if col not in table.column_names:
+            table = table.append_column(col, pa.nulls(table.num_rows, pa.string()))
+    return table.select(columns)
+
+
+def _versions_of_piece(
+    piece: tuple[int, str, list[int]], lake_url: str, storage_options: dict | None
+) -> pd.DataFrame:
+    """The file versions found in a piece of a raw file, with their row counts."""
+    _, path, row_groups = piece
+    lake = Lake(lake_url, storage_options)
+    cols = ["_file_name", "_file_modified_at", "_delivery_date"]
+    table = _read_raw_piece(lake, path, row_groups, cols)
+    grouped = table.group_by(cols).aggregate([([], "count_all")])
+    names = pd.Series(grouped.column("_file_name").to_pandas(), dtype="str")
+    frame = pd.DataFrame(
+        {
+            "file_name": names,
+            "file_modified_at_us": _micros(grouped.column("_file_modified_at")),
+            "delivery_day": _days(grouped.column("_delivery_date"), names),
+            "n": grouped.column("count_all").to_numpy(),
+        }
+    )
+    frame = frame.groupby(["file_name", "file_modified_at_us"], as_index=False).agg(
+        delivery_day=("delivery_day", "min"), n=("n", "sum")
+    )
+    return frame.astype(
+        {"file_name": "str", "file_modified_at_us": "int64", "delivery_day": "int32", "n": "int64"}
+    )
+
+
+VERSIONS_META = pd.DataFrame(
+    {
+        "file_name": pd.Series(dtype="str"),
+        "file_modified_at_us": pd.Series(dtype="int64"),
+        "delivery_day": pd.Series(dtype="int32"),
+        "n": pd.Series(dtype="int64"),
+    }
+)
+
+COUNTS_META = pd.DataFrame(
+    {
+        "file_name": pd.Series(dtype="str"),
+        "reason": pd.Series(dtype="str"),
+        "n": pd.Series(dtype="int64"),
+    }
+)
+
+
+def _validate_piece(
+    piece: tuple[int, str, list[int]],
+    lake_url: str,
+    storage_options: dict | None,
+    wanted: list[tuple[str, int]],
+    timezone: str,
+    n_partitions: int,
+    staging: str,
+) -> pd.DataFrame:
+    """Validate one piece of a raw file and stage its rows; return its counts per reason.
+
+    Only rows of the wanted file versions are read. Valid rows are written to
+    ``<staging>/valid/h=NNN/part-<piece>.parquet``, quarantined rows to
+    ``<staging>/quarantine/<file key>/part-<piece>.parquet``; re-running the task rewrites the
+    same files.
+    """
+    piece_id, path, row_groups = piece
+    lake = Lake(lake_url, storage_options)
+    table = _read_raw_piece(lake, path, row_groups, RAW_WANTED)
+    names = pd.Series(table.column("_file_name").to_pandas(), dtype="str")
+    raw = table.drop_columns(["_file_modified_at", "_delivery_date"]).to_pandas()
+    raw["_file_name"] = names
+    raw["file_modified_at_us"] = _micros(table.column("_file_modified_at"))
+    raw["delivery_day"] = _days(table.column("_delivery_date"), names)
+    keys = pd.MultiIndex.from_frame(raw[["_file_name", "file_modified_at_us"]])
+    wanted_index = pd.MultiIndex.from_tuples(wanted, names=["_file_name", "file_modified_at_us"])
+    raw = raw[keys.isin(wanted_index)].reset_index(drop=True)
+    if raw.empty:
+        return COUNTS_META.copy()
+    for col in RAW_WANTED:
+        if col in CONTRACT_COLUMNS or col in ("_malformed", "_raw_line", "_file_name"):
+            raw[col] = raw[col].astype("str")
+    raw["_line_number"] = pd.to_numeric(raw["_line_number"], errors="coerce").fillna(-1)
+
+    out = validate_sales(raw, timezone, n_partitions)
+    is_valid = out["reason"].isna()
+
+    valid = out[is_valid]
+    if not valid.empty:
+        hs = valid["h"].to_numpy(dtype="int64")
+        table = pa.Table.from_pandas(
+            _state_frame(valid.assign(bucket="valid")), preserve_index=False
+        )
+        order = np.argsort(hs, kind="stable")
+        bounds = np.flatnonzero(np.diff(hs[order])) + 1
+        for idx in np.split(order, bounds):
+            h = int(hs[idx[0]])
+            lake.write_table(
+                f"{staging}/valid/h={h:03d}/part-{piece_id:06d}.parquet", table.take(pa.array(idx))
+            )
+
+    quarantined = out[~is_valid]
+    for name, part in quarantined.groupby("file_name", sort=True):
+        lake.write_table(
+            f"{staging}/quarantine/{file_key(str(name))}/part-{piece_id:06d}.parquet",
+            _quarantine_table(part),
+        )
+
+    counts = (
+        out.assign(reason=out["reason"].fillna(""))
+        .groupby(["file_name", "reason"], as_index=False)
+        .size()
+        .rename(columns={"size": "n"})
+    )
+    return counts.astype({"file_name": "str", "reason": "str", "n": "int64"})
+
+
+def _quarantine_table(part: pd.DataFrame) -> pa.Table:
+    columns: dict[str, Any] = {c: pa.array(part[f"raw_{c}"], pa.string()) for c in CONTRACT_COLUMNS}
+    columns["_raw_line"] = pa.array(part["raw_line"], pa.string())
+    columns["reason"] = pa.array(part["reason"], pa.string())
+    columns["_file_name"] = pa.array(part["file_name"], pa.string())
+    columns["_line_number"] = pa.array(part["line_number"], pa.int64())
+    columns["_file_modified_at"] = pa.array(part["file_modified_at_us"], pa.int64()).cast(TS_UTC)
+    columns["_delivery_date"] = pa.array(part["delivery_day"], pa.int32()).cast(pa.date32())
+    return pa.table(columns, schema=QUARANTINE_SCHEMA)
+
+
+def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    if frame.empty:
+        return np.zeros(0, dtype="uint64")
+    cols = ["file_name", "line_number", *TUPLE_COLUMNS]
+    return pd.util.hash_pandas_object(frame[cols], index=False).to_numpy()
+
+
+def _update_hash_bucket(
+    h: int,
+    lake_url: str,
+    storage_options: dict | None,
+    staging: str,
+    changed_files: list[str],
+) -> dict[str, Any]:
+    """Recompute duplicate / superseded / valid for one sale_id hash bucket of the state.
+
+    Rows of changed files leave the bucket, the staged rows of their new versions come in,
+    and the buckets of all rows are decided again. The new bucket file is written to
+    ``<staging>/rows/``; the run moves it into the state only after the outputs are written, so
+    a run that fails half-way leaves the state as it was and the next run redoes the work.
+
+    Returns:
+        ``{"h", "path", "counts": [(file_name, bucket, n, units, amount_e4)], "dates",
+        "months"}``: the new bucket file (None when the bucket is now empty) and the sale dates
+        and months (as day numbers) whose valid rows changed.
+    """
+    lake = Lake(lake_url, storage_options)
+    state_rel = f"{STATE}/rows/h={h:03d}.parquet"
+    old = _state_frame(lake.read_table(state_rel).to_pandas()) if lake.exists(state_rel) else None
+    old = old if old is not None else _state_frame()
+    staged_rel = f"{staging}/valid/h={h:03d}"
+    staged = (
+        _state_frame(lake.read_table(staged_rel).to_pandas())
+        if lake.exists(staged_rel)
+        else _state_frame()
+    )
+    keep = old[~old["file_name"].isin(changed_files)]
+    rows = pd.concat([keep, staged], ignore_index=True)
+    rows = _state_frame(rows)
+    rows["bucket"] = assign_buckets(rows).astype("str")
+    rows = rows.sort_values(["delivery_day", "file_name", "line_number"], kind="stable")
+
+    old_valid = old[old["bucket"] == "valid"]
+    new_valid = rows[rows["bucket"] == "valid"]
+    old_h, new_h = _row_hashes(old_valid), _row_hashes(new_valid)
+    gone = old_valid[~np.isin(old_h, new_h)]
+    added = new_valid[~np.isin(new_h, old_h)]
+    dates = sorted({int(d) for d in pd.concat([gone["sale_date"], added["sale_date"]])})
+    months = sorted({int(m) for m in pd.concat([gone["sale_month"], added["sale_month"]])})
+
+    path = None
+    if not rows.empty:
+        path = f"{staging}/rows/h={h:03d}.parquet"
+        lake.write_table(path, pa.Table.from_pandas(rows, preserve_index=False))
+
+    counts = rows.groupby(["file_name", "bucket"], as_index=False).agg(
+        n=("sale_id", "size"), units=("quantity", "sum"), amount_e4=("amount_e4", "sum")
+    )
+    return {
+        "h": h,
+        "path": path,
+        "counts": [
+            (str(r.file_name), str(r.bucket), int(r.n), int(r.units), int(r.amount_e4))
+            for r in counts.itertuples(index=False)
+        ],
+        "dates": dates,
+        "months": months,
+    }
+
+
+DAILY_KEYS = ["sale_date", "store_id", "product_id", "region", "n_sales", "units", "amount_e4"]
+MONTHLY_KEYS = [
+    "customer_id",
+    "sale_month",
+    "n_sales",
+    "units",
+    "amount_e4",
+    "first_us",
+    "last_us",
+]
+
+
+def _empty_aggregate(columns: list[str]) -> pd.DataFrame:
+    """An aggregate with no rows (every valid row of the affected partitions is gone)."""
+    text = {"store_id", "product_id", "region", "customer_id"}
+    return pd.DataFrame({c: pd.Series(dtype="str" if c in text else "int64") for c in columns})
+
+
+def _bucket_of(path: str) -> int:
+    """The hash bucket of a state file ``.../h=NNN.parquet``."""
+    return int(path.rsplit("h=", 1)[1].split(".", 1)[0])
+
+
+def _read_valid(
+    path: str,
+    lake_url: str,
+    storage_options: dict | None,
+    column: str,
+    days: list[int],
+    read_columns: list[str],
+) -> pd.DataFrame:
+    """The valid rows of one state bucket whose ``column`` (sale_date / sale_month) is in days."""
+    lake = Lake(lake_url, storage_options)
+    table = lake.read_table(
+        path,
+        columns=read_columns,
+        filters=[("bucket", "==", "valid"), (column, "in", days)],
+    )
+    frame = table.to_pandas()
+    return frame.astype({c: STATE_DTYPES[c] for c in read_columns})
+
+
+def _write_quarantine(name: str, lake_url: str, storage_options: dict | None, staging: str) -> int:
+    """Replace the quarantine file of one delivered file by its latest version's rows."""
+    lake = Lake(lake_url, storage_options)
+    key = file_key(name)
+    target = f"{QUARANTINE_ROWS}/{key}.parquet"
+    staged = f"{staging}/quarantine/{key}"
+    if not lake.exists(staged):
+        lake.delete(target)
+        return 0
+    table = lake.read_table(staged).select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
+    table = table.sort_by([("_line_number", "ascending")])
+    lake.write_table(target, table)
+    return table.num_rows
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+# ---------------------------------------------------------------------------------------------
+
+FILES_DTYPES: dict[str, str] = {
+    "file_name": "str",
+    "delivery_day": "int32",
+    "file_modified_at_us": "int64",
+    "status": "str",
+    "failure_reason": "str",
+    "rows_in": "int64",
+    "rows_quarantined": "int64",
+    "quarantined_by_reason": "str",
+}
+COUNTS_DTYPES: dict[str, str] = {
+    "h": "int32",
+    "file_name": "str",
+    "bucket": "str",
+    "n": "int64",
+    "units": "int64",
+    "amount_e4": "int64",
+}
+CONSUMED_DTYPES: dict[str, str] = {"path": "str", "size": "int64"}
+
+
+def _empty(dtypes: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
+
+
+def _load(lake: Lake, rel: str, dtypes: dict[str, str]) -> pd.DataFrame:
+    if not lake.exists(rel):
+        return _empty(dtypes)
+    return lake.read_table(rel).to_pandas().astype(dtypes)[list(dtypes)]
+
+
+def _save(lake: Lake, rel: str, frame: pd.DataFrame, dtypes: dict[str, str]) -> None:
+    frame = frame[list(dtypes)].astype(dtypes).reset_index(drop=True)
+    lake.write_table(rel, pa.Table.from_pandas(frame, preserve_index=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------
+
+
+_LOAD_OF_FILE = re.compile(r"^(?P<load_id>\d+(?:\.\d+)?)\.")
+_LOAD_LISTED = re.compile(r"__(?P<load_id>\d+(?:\.\d+)?)\.jsonl$")
+
+
+def _completed_loads(lake: Lake) -> set[str] | None:
+    """Load ids of the drop -> lake loads that completed (listed in ``raw/_dlt_loads``).
+
+    dlt writes data files before it records the load; files of a load that is not listed
+    (failed half-way, or still running) are left for a later run. None when the lake has no
+    ``raw/_dlt_loads`` at all (a lake not written by dlt): then every file counts.
+    """
+    if not lake.exists(RAW_LOADS):
+        return None
+    loads = set()
+    for path, _ in lake.list_files(RAW_LOADS, suffix=".jsonl"):
+        match = _LOAD_LISTED.search(path.rsplit("/", 1)[-1])
+        if match:
+            loads.add(match.group("load_id"))
+    return loads
+
+
+def _is_complete(path: str, loads: set[str] | None) -> bool:
+    """Whether a raw data file belongs to a completed load (by dlt's file name layout)."""
+    if loads is None:
+        return True
+    match = _LOAD_OF_FILE.match(path.rsplit("/", 1)[-1])
+    return match is None or match.group("load_id") in loads
+
+
+def _delivered_sales_files(lake: Lake, loads: set[str] | None) -> pd.DataFrame:
+    """Every sales file version in ``raw/delivered_files`` (completed loads) with its status."""
+    files = [p for p, _ in lake.list_files(RAW_DELIVERED) if _is_complete(p, loads)]
+    cols = ["file_name", "kind", "delivery_date", "file_modified_at", "status", "failure_reason"]
+    frames = []
+    for path in files:
+        with lake.fs.open(lake.path(path), "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            present = [c for c in cols if c in pf.schema_arrow.names]
+            table = pf.read(columns=present)
+        for col in cols:
+            if col not in table.column_names:
+                table = table.append_column(col, pa.nulls(table.num_rows, pa.string()))
+        names = pd.Series(table.column("file_name").to_pylist(), dtype="str")
+        kind = pd.Series(table.column("kind").to_pylist(), dtype="str")
+        frame = pd.DataFrame(
+            {
+                "file_name": names,
+                "kind": kind,
+                "file_modified_at_us": _micros(table.column("file_modified_at")),
+                "delivery_day": _days(table.column("delivery_date"), names),
+                "status": pd.Series(table.column("status").to_pylist(), dtype="str"),
+                "failure_reason": pd.Series(
+                    table.column("failure_reason").to_pylist(), dtype="str"
+                ),
+            }
+        )
+        is_sales = (frame["kind"] == "sales") | (
+            frame["kind"].isna() & frame["file_name"].str.startswith("sales/")
+        )
+        frames.append(frame[is_sales])
+    if not frames:
+        return _empty(
+            {
+                "file_name": "str",
+                "file_modified_at_us": "int64",
+                "delivery_day": "int32",
+                "status": "str",
+                "failure_reason": "str",
+            }
+        )
+    out = pd.concat(frames, ignore_index=True).drop(columns=["kind"])
+    out["status"] = np.where(out["status"] == "failed", "failed", "loaded")
+    return out.drop_duplicates(["file_name", "file_modified_at_us"], keep="last")
+
+
+def _pieces(lake: Lake, paths: list[str]) -> list[tuple[int, str, list[int]]]:
+    """Split raw files into pieces of whole row groups of at most ~PIECE_ROWS rows."""
+    pieces: list[tuple[int, str, list[int]]] = []
+    for path in paths:
+        with lake.fs.open(lake.path(path), "rb") as fh:
+            meta = pq.ParquetFile(fh).metadata
+        group: list[int] = []
+        size = 0
+        for i in range(meta.num_row_groups):
+            n = meta.row_group(i).num_rows
+            if group and size + n > PIECE_ROWS:
+                pieces.append((len(pieces), path, group))
+                group, size = [], 0
+            group.append(i)
+            size += n
+        if group:
+            pieces.append((len(pieces), path, group))
+    return pieces
+
+
+def _latest_versions(
+    delivered: pd.DataFrame, raw_versions: pd.DataFrame, known: pd.DataFrame
+) -> pd.DataFrame:
+    """The latest version of every sales file: file_name, mtime, delivery day, status."""
+    raw = raw_versions.assign(status="loaded", failure_reason=None)
+    old = known[
+        ["file_name", "file_modified_at_us", "delivery_day", "status", "failure_reason"]
+    ].assign(status=lambda f: np.where(f["status"] == "failed", "failed", "loaded"))
+    cols = ["file_name", "file_modified_at_us", "delivery_day", "status", "failure_reason"]
+    # Priority for the same version: what delivered_files says, then raw rows, then the state.
+    frames = [
+        delivered[cols].assign(_p=0),
+        raw[cols].assign(_p=1),
+        old[cols].assign(_p=2),
+    ]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return _empty(
+            {
+                "file_name": "str",
+                "file_modified_at_us": "int64",
+                "delivery_day": "int32",
+                "status": "str",
+                "failure_reason": "str",
+            }
+        )
+    allv = pd.concat(frames, ignore_index=True)
+    allv = allv.sort_values(
+        ["file_name", "file_modified_at_us", "_p"], ascending=[True, False, True]
+    )
+    latest = allv.drop_duplicates("file_name", keep="first").drop(columns="_p")
+    return latest.astype(
+        {"file_name": "str", "file_modified_at_us": "int64", "delivery_day": "int32"}
+    ).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------
+
+
+def _write_daily(lake: Lake, daily: pd.DataFrame, days: list[int], computed_at: datetime) -> None:
+    groups = {int(k): g for k, g in daily.groupby("sale_date")} if not daily.empty else {}
+    for day in days:
+        part = groups.get(day, daily.iloc[0:0]).sort_values(["store_id", "product_id", "region"])
+        table = pa.table(
+            {
+                "sale_date": pa.array(np.full(len(part), day, dtype="int32")).cast(pa.date32()),
+                "store_id": pa.array(part["store_id"], pa.string()),
+                "product_id": pa.array(part["product_id"], pa.string()),
+                "region": pa.array(part["region"], pa.string()),
+                "n_sales": pa.array(part["n_sales"], pa.int64()),
+                "units": pa.array(part["units"], pa.int64()),
+                "revenue": _money_array(part["amount_e4"]),
+                "_computed_at": pa.array([computed_at] * len(part), TS_UTC),
+            },
+            schema=DAILY_SCHEMA,
+        )
+        iso = _days_to_date(day).isoformat()
+        lake.write_table(f"{PRE}/daily_sales/sale_date={iso}/part-0.parquet", table)
+
+
+def _write_customer_monthly(
+    lake: Lake, monthly: pd.DataFrame, months: list[int], computed_at: datetime
+) -> None:
+    groups = {int(k): g for k, g in monthly.groupby("sale_month")} if not monthly.empty else {}
+    for month in months:
+        part = groups.get(month, monthly.iloc[0:0]).sort_values("customer_id", na_position="first")
+        table = pa.table(
+            {
+                "customer_id": pa.array(part["customer_id"], pa.string()),
+                "sale_month": pa.array(np.full(len(part), month, dtype="int32")).cast(pa.date32()),
+                "n_sales": pa.array(part["n_sales"], pa.int64()),
+                "units": pa.array(part["units"], pa.int64()),
+                "revenue": _money_array(part["amount_e4"]),
+                "first_sale_at": pa.array(part["first_us"], pa.int64()).cast(TS_UTC),
+                "last_sale_at": pa.array(part["last_us"], pa.int64()).cast(TS_UTC),
+                "_computed_at": pa.array([computed_at] * len(part), TS_UTC),
+            },
+            schema=CUSTOMER_MONTHLY_SCHEMA,
+        )
+        iso = _days_to_date(month).isoformat()
+        lake.write_table(f"{PRE}/customer_monthly/sale_month={iso}/part-0.parquet", table)
+
+
+def _file_quality(files: pd.DataFrame, counts: pd.DataFrame) -> list[FileQuality]:
+    per_file: dict[str, dict[str, tuple[int, int, int]]] = {}
+    if not counts.empty:
+        summed = counts.groupby(["file_name", "bucket"], as_index=False)[
+            ["n", "units", "amount_e4"]
+        ].sum()
+        for r in summed.itertuples(index=False):
+            per_file.setdefault(str(r.file_name), {})[str(r.bucket)] = (
+                int(r.n),
+                int(r.units),
+                int(r.amount_e4),
+            )
+    out: list[FileQuality] = []
+    for r in files.sort_values("file_name").itertuples(index=False):
+        b = per_file.get(str(r.file_name), {})
+        failed = r.status == "failed"
+        n_valid, units, amount = b.get("valid", (0, 0, 0))
+        n_dup = b.get("duplicate", (0, 0, 0))[0]
+        n_sup = b.get("superseded", (0, 0, 0))[0]
+        rows_in = int(r.rows_in)
+        ratio = n_dup / rows_in if rows_in else 0.0
+        out.append(
+            FileQuality(
+                file_name=str(r.file_name),
+                delivery_date=_days_to_date(int(r.delivery_day)) if r.delivery_day else None,
+                file_modified_at=datetime(1970, 1, 1, tzinfo=UTC)
+                + timedelta(microseconds=int(r.file_modified_at_us)),
+                status="failed" if failed else "processed",
+                failure_reason=None if pd.isna(r.failure_reason) else str(r.failure_reason),
+                rows_in=rows_in,
+                rows_valid=n_valid,
+                rows_duplicate=n_dup,
+                rows_superseded=n_sup,
+                rows_quarantined=int(r.rows_quarantined),
+                rows_quarantined_by_reason=json.loads(r.quarantined_by_reason or "{}"),
+                duplicate_ratio=ratio,
+                is_alert=ratio > 0.5,
+                units_valid=units,
+                revenue_valid=_revenue(amount),
+            )
+        )
+    return out
+
+
+def _file_quality_table(rows: list[FileQuality], computed_at: datetime) -> pa.Table:
+    return pa.table(
+        {
+            "file_name": [r.file_name for r in rows],
+            "delivery_date": [r.delivery_date for r in rows],
+            "file_modified_at": [r.file_modified_at for r in rows],
+            "status": [r.status for r in rows],
+            "failure_reason": [r.failure_reason for r in rows],
+            "rows_in": [r.rows_in for r in rows],
+            "rows_valid": [r.rows_valid for r in rows],
+            "rows_duplicate": [r.rows_duplicate for r in rows],
+            "rows_superseded": [r.rows_superseded for r in rows],
+            "rows_quarantined": [r.rows_quarantined for r in rows],
+            "rows_quarantined_by_reason": [
+                json.dumps(r.rows_quarantined_by_reason, sort_keys=True) for r in rows
+            ],
+            "duplicate_ratio": [r.duplicate_ratio for r in rows],
+            "is_alert": [r.is_alert for r in rows],
+            "units_valid": [r.units_valid for r in rows],
+            "revenue_valid": [r.revenue_valid for r in rows],
+            "_computed_at": [computed_at] * len(rows),
+        },
+        schema=FILE_QUALITY_SCHEMA,
+    )
+
+
+def _result(
+    quality: list[FileQuality],
+    dates: list[int],
+    months: list[int],
+    processed: list[str],
+    did_work: bool,
+    started: float,
+) -> PreprocessResult:
+    totals = {k: 0 for k in ("rows_in", "rows_valid", "rows_duplicate", "rows_superseded")}
+    totals["rows_quarantined"] = 0
+    by_reason: dict[str, int] = {}
+    for q in quality:
+        totals["rows_in"] += q.rows_in
+        totals["rows_valid"] += q.rows_valid
+        totals["rows_duplicate"] += q.rows_duplicate
+        totals["rows_superseded"] += q.rows_superseded
+        totals["rows_quarantined"] += q.rows_quarantined
+        for reason, n in q.rows_quarantined_by_reason.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    return PreprocessResult(
+        file_quality=quality,
+        totals=totals,
+        quarantined_by_reason=dict(sorted(by_reason.items())),
+        affected_sale_dates=[_days_to_date(d) for d in dates],
+        affected_sale_months=[_days_to_date(m) for m in months],
+        files_processed=processed,
+        did_work=did_work,
+        duration_seconds=time.monotonic() - started,
+        failed_files=[q.file_name for q in quality if q.status == "failed"],
+    )
+
+
+def _wait(client: Client, futures: Any, show_progress: bool) -> Any:
+    if show_progress:
+        progress(futures)
+    return client.gather(futures)
+
+
+# ---------------------------------------------------------------------------------------------
+# The public entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def preprocess_sales(
+    lake_url: str,
+    *,
+    timezone: str = "Europe/Moscow",
+    storage_options: dict | None = None,
+    scheduler_address: str | None = None,
+    n_workers: int | None = None,
+    show_progress: bool = True,
+    n_hash_partitions: int = 32,
+) -> PreprocessResult:
+    """Validate, de-duplicate and pre-aggregate the new sales in the lake.
+
+    Reads ``raw/sales`` and ``raw/delivered_files``; writes ``preprocessed/daily_sales``,
+    ``preprocessed/customer_monthly`` (only the affected partitions), ``preprocessed/file_quality``,
+    ``quarantine/sales_rows`` and the stage's state under ``preprocessed/_state``. A run with
+    nothing new returns at once and writes nothing.
+
+    Args:
+        lake_url: The lake root, any fsspec URL.
+        timezone: The business time zone for ``sale_date`` / ``sale_month``. It is fixed when
+            the state is created; changing it needs a fresh ``preprocessed/`` zone.
+        storage_options: fsspec options for the lake (S3 credentials and endpoint...).
+        scheduler_address: An existing Dask scheduler; None starts a local cluster.
+        n_workers: Local worker processes (default: sized to the machine).
+        show_progress: Show Dask progress bars for the long steps (log lines always).
+        n_hash_partitions: sale_id hash buckets of the state (fixed when the state is created;
+            raise it for far more than ~20 million sales).
+
+    Returns:
+        The per-file quality rows, totals per bucket, quarantine counts by reason, the affected
+        sale dates and months, the files processed, whether any work was done, the duration.
+
+    Raises:
+        ValueError: When the existing state was built with another time zone or bucket count.
+    """
+    started = time.monotonic()
+    lake = Lake(lake_url, storage_options)
+    meta = lake.read_json(f"{STATE}/meta.json")
+    if meta is not None:
+        if meta.get("timezone") != timezone:
+            raise ValueError(
+                f"The preprocessed zone was built for time zone {meta.get('timezone')!r}, not "
+                f"{timezone!r}; clear {lake_url}/{PRE} to rebuild it."
+            )
+        n_hash_partitions = int(meta["n_hash_partitions"])
+
+    files_state = _load(lake, f"{STATE}/files.parquet", FILES_DTYPES)
+    counts_state = _load(lake, f"{STATE}/bucket_counts.parquet", COUNTS_DTYPES)
+    consumed = _load(lake, f"{STATE}/consumed.parquet", CONSUMED_DTYPES)
+
+    # 1. Plan ------------------------------------------------------------------------------
+    loads = _completed_loads(lake)
+    raw_files = [(p, s) for p, s in lake.list_files(RAW_SALES) if _is_complete(p, loads)]
+    seen = set(zip(consumed["path"], consumed["size"], strict=True))
+    new_raw = [p for p, s in raw_files if (p, s) not in seen]
+    delivered = _delivered_sales_files(lake, loads)
+    logger.info(
+        "Sales in the lake: %d raw file(s), %d new; %d delivered sales file version(s)",
+        len(raw_files),
+        len(new_raw),
+        len(delivered),
+    )
+    known = files_state.set_index("file_name")
+    pre_latest = _latest_versions(delivered, VERSIONS_META, files_state)
+    pre_changed = [
+        r.file_name
+        for r in pre_latest.itertuples(index=False)
+        if r.file_name not in known.index
+        or int(known.at[r.file_name, "file_modified_at_us"]) != int(r.file_modified_at_us)
+        or str(known.at[r.file_name, "status"]) != r.status
+    ]
+    if not new_raw and not pre_changed:
+        logger.info("Nothing new in the lake: no work to do")
+        quality = _file_quality(files_state, counts_state)
+        return _result(quality, [], [], [], False, started)
+
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    lake.delete(f"{STATE}/staging", recursive=True)  # what a failed earlier run left
+    staging = f"{STATE}/staging/{run_id}"
+    computed_at = datetime.now(UTC)
+
+    with dask_client(scheduler_address, n_workers=n_workers) as client:
+        pieces = _pieces(lake, new_raw)
+        raw_versions = VERSIONS_META.copy()
+        if pieces:
+            logger.info("Reading file versions from %d piece(s) of new raw files", len(pieces))
+            versions_ddf = dd.from_map(
+                _versions_of_piece, pieces, args=(lake_url, storage_options), meta=VERSIONS_META
+            )
+            raw_versions = _wait(client, client.compute(versions_ddf), show_progress)
+            raw_versions = (
+                raw_versions.groupby(["file_name", "file_modified_at_us"], as_index=False)
+                .agg(delivery_day=("delivery_day", "min"), n=("n", "sum"))
+                .astype(VERSIONS_META.dtypes.to_dict())
+            )
+        latest = _latest_versions(delivered, raw_versions, files_state)
+        changed = latest[
+            [
+                r.file_name not in known.index
+                or int(known.at[r.file_name, "file_modified_at_us"]) != int(r.file_modified_at_us)
+                or str(known.at[r.file_name, "status"]) != r.status
+                for r in latest.itertuples(index=False)
+            ]
+        ]
+        changed_names = sorted(changed["file_name"])
+        to_validate = changed[changed["status"] == "loaded"]
+        wanted = list(
+            zip(
+                to_validate["file_name"],
+                to_validate["file_modified_at_us"].astype(int),
+                strict=True,
+            )
+        )
+        logger.info(
+            "%d changed sales file(s) (%d to validate, %d failed)",
+            len(changed_names),
+            len(wanted),
+            len(changed_names) - len(wanted),
+        )
+
+        # 2. Validate -------------------------------------------------------------------
+        reason_counts = COUNTS_META.copy()
+        if wanted and pieces:
+            logger.info("Validating %d raw piece(s)", len(pieces))
+            counts_ddf = dd.from_map(
+                _validate_piece,
+                pieces,
+                args=(lake_url, storage_options, wanted, timezone, n_hash_partitions, staging),
+                meta=COUNTS_META,
+            )
+            reason_counts = _wait(client, client.compute(counts_ddf), show_progress)
+            reason_counts = reason_counts.groupby(["file_name", "reason"], as_index=False)[
+                "n"
+            ].sum()
+
+        empty = sorted(set(to_validate["file_name"]) - set(reason_counts["file_name"]))
+        if empty:
+            logger.warning(
+                "No rows found for the latest version of %d file(s): %s", len(empty), empty
+            )
+
+        # 3. Buckets --------------------------------------------------------------------
+        staged_h = {
+            int(name.split("=", 1)[1])
+            for name in lake.list_dirs(f"{staging}/valid")
+            if name.startswith("h=")
+        }
+        holding_changed = set(
+            counts_state.loc[counts_state["file_name"].isin(changed_names), "h"].astype(int)
+        )
+        hs = sorted(staged_h | holding_changed)
+        logger.info("Recomputing duplicates and supersessions in %d hash bucket(s)", len(hs))
+        results: list[dict[str, Any]] = []
+        if hs:
+            futures = client.map(
+                _update_hash_bucket,
+                hs,
+                lake_url=lake_url,
+                storage_options=storage_options,
+                staging=staging,
+                changed_files=changed_names,
+                pure=False,
+            )
+            results = _wait(client, futures, show_progress)
+        dates = sorted({d for r in results for d in r["dates"]})
+        months = sorted({m for r in results for m in r["months"]})
+        new_counts = pd.DataFrame(
+            [(r["h"], *c) for r in results for c in r["counts"]], columns=list(COUNTS_DTYPES)
+        )
+        counts_state = pd.concat(
+            [counts_state[~counts_state["h"].isin(hs)], new_counts], ignore_index=True
+        ).astype(COUNTS_DTYPES)
+
+        # 4. Aggregate ------------------------------------------------------------------
+        # The valid rows as they are after this run: new bucket files where recomputed.
+        recomputed = {r["h"] for r in results}
+        state_paths = [
+            p for p, _ in lake.list_files(f"{STATE}/rows") if _bucket_of(p) not in recomputed
+        ] + [r["path"] for r in results if r["path"]]
+        logger.info("Aggregating %d affected sale date(s) and %d month(s)", len(dates), len(months))
+        if dates:
+            daily = _empty_aggregate(DAILY_KEYS)
+            if state_paths:
+                daily_ddf = dd.from_map(
+                    _read_valid,
+                    state_paths,
+                    args=(
+                        lake_url,
+                        storage_options,
+                        "sale_date",
+                        dates,
+                        DAILY_INPUT,
+                    ),
+                    meta=_state_frame()[DAILY_INPUT],
+                )
+                daily_agg = (
+                    daily_ddf.groupby(["sale_date", "store_id", "product_id", "region"])
+                    .agg(
+                        n_sales=("sale_id", "count"),
+                        units=("quantity", "sum"),
+                        amount_e4=("amount_e4", "sum"),
+                        split_out=1,
+                    )
+                    .reset_index()
+                )
+                daily = _wait(client, client.compute(daily_agg), show_progress)
+            _write_daily(lake, daily, dates, computed_at)
+        if months:
+            monthly = _empty_aggregate(MONTHLY_KEYS)
+            if state_paths:
+                monthly_ddf = dd.from_map(
+                    _read_valid,
+                    state_paths,
+                    args=(
+                        lake_url,
+                        storage_options,
+                        "sale_month",
+                        months,
+                        MONTHLY_INPUT,
+                    ),
+                    meta=_state_frame()[MONTHLY_INPUT],
+                )
+                monthly_agg = (
+                    monthly_ddf.groupby(["customer_id", "sale_month"], dropna=False)
+                    .agg(
+                        n_sales=("sale_id", "count"),
+                        units=("quantity", "sum"),
+                        amount_e4=("amount_e4", "sum"),
+                        first_us=("sale_at_us", "min"),
+                        last_us=("sale_at_us", "max"),
+                        split_out=1,
+                    )
+                    .reset_index()
+                )
+                monthly = _wait(client, client.compute(monthly_agg), show_progress)
+            _write_customer_monthly(lake, monthly, months, computed_at)
+
+        # 5. Quarantine, quality, state ----------------------------------------------------
+        if changed_names:
+            futures = client.map(
+                _write_quarantine,
+                changed_names,
+                lake_url=lake_url,
+                storage_options=storage_options,
+                staging=staging,
+                pure=False,
+            )
+            client.gather(futures)
+
+    files_state = _updated_files_state(files_state, changed, reason_counts)
+    quality = _file_quality(files_state, counts_state)
+    lake.write_table(
+        f"{PRE}/file_quality/file_quality.parquet", _file_quality_table(quality, computed_at)
+    )
+    # Commit: the recomputed buckets replace the state's, then the bookkeeping that says
+    # which inputs are done (a failure before this point makes the next run redo the work).
+    lake.fs.makedirs(lake.path(f"{STATE}/rows"), exist_ok=True)
+    for r in results:
+        target = f"{STATE}/rows/h={r['h']:03d}.parquet"
+        if r["path"]:
+            lake.fs.mv(lake.path(r["path"]), lake.path(target))
+        else:
+            lake.delete(target)
+    _save(lake, f"{STATE}/files.parquet", files_state, FILES_DTYPES)
+    _save(lake, f"{STATE}/bucket_counts.parquet", counts_state, COUNTS_DTYPES)
+    _save(
+        lake,
+        f"{STATE}/consumed.parquet",
+        pd.DataFrame(raw_files, columns=["path", "size"]),
+        CONSUMED_DTYPES,
+    )
+    if meta is None:
+        lake.write_json(
+            f"{STATE}/meta.json",
+            {"format": STATE_FORMAT, "timezone": timezone, "n_hash_partitions": n_hash_partitions},
+        )
+    lake.delete(staging, recursive=True)
+    result = _result(quality, dates, months, changed_names, True, started)
+    logger.info(
+        "Preprocessed %d file(s) in %.1f s: %s",
+        len(changed_names),
+        result.duration_seconds,
+        result.totals,
+    )
+    return result
+
+
+def _updated_files_state(
+    files_state: pd.DataFrame, changed: pd.DataFrame, reason_counts: pd.DataFrame
+) -> pd.DataFrame:
+    """The per-file state after this run: changed files get their new version's counts."""
+    rows = []
+    for r in changed.itertuples(index=False):
+        mine = reason_counts[reason_counts["file_name"] == r.file_name]
+        by_reason = {
+            str(x.reason): int(x.n) for x in mine.itertuples(index=False) if x.reason != ""
+        }
+        by_reason = {k: by_reason[k] for k in REASONS if k in by_reason}
+        failed = r.status == "failed"
+        rows.append(
+            {
+                "file_name": r.file_name,
+                "delivery_day": int(r.delivery_day),
+                "file_modified_at_us": int(r.file_modified_at_us),
+                "status": "failed" if failed else "loaded",
+                "failure_reason": r.failure_reason if failed else None,
+                "rows_in": 0 if failed else int(mine["n"].sum()),
+                "rows_quarantined": 0 if failed else sum(by_reason.values()),
+                "quarantined_by_reason": json.dumps({} if failed else by_reason),
+            }
+        )
+    keep = files_state[~files_state["file_name"].isin(changed["file_name"])]
+    new = pd.DataFrame(rows, columns=list(FILES_DTYPES)) if rows else _empty(FILES_DTYPES)
+    return pd.concat([keep, new], ignore_index=True).astype(FILES_DTYPES)
+
+
+__all__ = [
+    "BUCKETS",
+    "FileQuality",
+    "PreprocessResult",
+    "file_key",
+    "preprocess_sales",
+]
