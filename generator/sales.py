@@ -570,14 +570,17 @@ def _comma_amount(s: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _mismatches(s: dict[str, np.ndarray]) -> list[np.ndarray]:
-    a, q, p = s["amt"], s["q"], s["p"]
+    # Built from the exact amount q * p, not from the (possibly jittered by a kopeck) amount,
+    # so that every variant is more than 0.01 away from quantity x unit_price.
+    q, p = s["q"], s["p"]
+    exact = q * p
     return [
-        _money(a + 2),
-        _money(a * 10),
-        _money(a + 100 * (1 + q)),
-        _money(np.where(a > 2, a - 2, a + 5)),
-        _money(np.where(q > 1, p, a + 50)),
-        _money(a + 1000),
+        _money(exact + 2),
+        _money(exact * 10),
+        _money(exact + 100 * (1 + q)),
+        _money(np.where(exact > 2, exact - 2, exact + 5)),
+        _money(np.where((q > 1) & (p > 1), p, exact + 50)),
+        _money(exact + 1000),
     ]
 
 

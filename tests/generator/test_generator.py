@@ -402,3 +402,25 @@ def test_rates_are_checked_and_round_trip() -> None:
     assert DirtyRates.from_json(json.loads(json.dumps(rates.to_json()))) == rates
     with pytest.raises(ValueError, match="unknown scale"):
         generate_drop("memory://nowhere", scale="huge")
+
+
+def test_every_injected_amount_mismatch_is_more_than_a_kopeck_off(tmp_path: Path) -> None:
+    """Amounts carry a kopeck of rounding jitter; a mismatch must still be a real mismatch.
+
+    With a high mismatch rate, the independent reader must find exactly the manifest's
+    ``amount_mismatch`` rows (a mismatch only 0.01 off would be valid by the contract).
+    """
+    rates = DirtyRates(amount_mismatch=0.2)
+    manifest = generate_drop(str(tmp_path / "d"), sales_rows=4000, days=4, seed=5, rates=rates)
+    files = [
+        read_sales_file(str(tmp_path / "d"), n) for n in sorted(os.listdir(tmp_path / "d/sales"))
+    ]
+    truth = apply_rules(files, "Europe/Moscow")
+    injected = sum(
+        f["quarantined_by_reason"].get("amount_mismatch", 0) for f in manifest["files"].values()
+    )
+    found = sum(
+        f["quarantined_by_reason"].get("amount_mismatch", 0) for f in truth["files"].values()
+    )
+    assert injected > 400
+    assert found == injected
