@@ -1,0 +1,91 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='append_new_columns',
+        pre_hook="{{ delete_replaced_dates(ref('int_sale_dates_versioned')) }}"
+    )
+}}
+
+-- sqlfluff:indentation:template_blocks_indent:False
+-- Incremental by sale date: a run rebuilds only the dates whose latest load
+-- changed (the pre-hook deletes them first, also when a date became empty),
+-- so an incremental run gives the same table as a full refresh.
+with
+
+daily_sales as (
+    select * from {{ ref('stg_sales__daily_sales') }}
+),
+
+sale_dates as (
+    select * from {{ ref('int_sale_dates_versioned') }}
+),
+
+{% if is_incremental() %}
+
+loaded_dates as (
+    select
+        sale_date,
+        max(source_load_id) as source_load_id
+    from {{ this }}
+    group by sale_date
+),
+
+dates_to_load as (
+    select
+        sale_dates.sale_date,
+        sale_dates.source_load_id
+    from sale_dates
+    left join loaded_dates
+        on sale_dates.sale_date = loaded_dates.sale_date
+    where
+        loaded_dates.sale_date is null
+        or loaded_dates.source_load_id <> sale_dates.source_load_id
+),
+
+{% else %}
+
+dates_to_load as (
+    select
+        sale_date,
+        source_load_id
+    from sale_dates
+),
+
+{% endif %}
+
+sales_aggregated as (
+    select
+        daily_sales.sale_date,
+        daily_sales.store_id,
+        daily_sales.product_id,
+        daily_sales.region,
+        dates_to_load.source_load_id,
+        sum(daily_sales.n_sales) as n_sales,
+        sum(daily_sales.units) as units,
+        sum(daily_sales.revenue) as revenue
+    from daily_sales
+    inner join dates_to_load
+        on daily_sales.sale_date = dates_to_load.sale_date
+    group by
+        daily_sales.sale_date,
+        daily_sales.store_id,
+        daily_sales.product_id,
+        daily_sales.region,
+        dates_to_load.source_load_id
+),
+
+final as (
+    select
+        sale_date,
+        cast(store_id as text) as store_id,
+        cast(product_id as text) as product_id,
+        cast(region as text) as region,
+        cast(n_sales as bigint) as n_sales,
+        cast(units as bigint) as units,
+        cast(revenue as numeric(18, 2)) as revenue,
+        cast(source_load_id as text) as source_load_id
+    from sales_aggregated
+)
+
+select * from final

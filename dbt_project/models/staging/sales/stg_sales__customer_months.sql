@@ -1,0 +1,20 @@
+with
+
+source as (
+    select * from {{ source('sales', 'customer_monthly') }}
+),
+
+renamed as (
+    select
+        cast(customer_id as text) as customer_id,
+        cast(_dlt_load_id as text) as load_id,
+        cast(n_sales as bigint) as n_sales,
+        cast(units as bigint) as units,
+        cast(revenue as numeric(18, 2)) as revenue,
+        cast(sale_month as date) as sale_month,
+        cast(first_sale_at as timestamp with time zone) as first_sale_at,
+        cast(last_sale_at as timestamp with time zone) as last_sale_at
+    from source
+)
+
+select * from renamed

@@ -1,0 +1,625 @@
+"""The dbt project, built for real on DuckDB and on PostgreSQL from a hand-written raw layer.
+
+Per target, one module-scoped fixture runs the whole story once (each ``dbt`` call costs
+seconds): ``dbt build`` on state 1 of the raw layer, then on state 2 (a correction that
+moves a sale to another date and empties a date, a new date, a new customer version) as an
+incremental run, then a plain re-run and a ``--full-refresh``. The tests assert on what each
+step left in the warehouse against figures computed here in Python from the sales list of
+``tests/dbt/raw_data.py``, independently of the SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elt_settings import dbt_env_for
+from tests.dbt import raw_data
+from tests.dbt.raw_data import CUSTOMERS_1, LOAD_1, LOAD_2, LOADED_AT, PRODUCTS_1, STORES_1, Sale
+
+PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+TIMEZONE = "Europe/Moscow"
+
+MARTS = {
+    "fct_daily_sales": "sale_date, store_id, product_id, region",
+    "fct_monthly_sales": "sale_month, region, store_id, product_id",
+    "sales_by_region_product": "region, product_id",
+    "dim_stores": "store_id",
+    "dim_products": "product_id",
+    "dim_customers": "customer_id",
+    "dim_dates": "date_day",
+    "data_quality_by_file": "file_name",
+    "store_performance": "store_id",
+    "category_revenue": "sale_month, category",
+    "customer_cohorts": "cohort_month, months_since_first",
+    "customer_activity_monthly": "sale_month",
+    "kpi_overview": "n_stores",
+}
+
+
+# --- running dbt and reading the warehouse -------------------------------------------------
+
+
+@dataclass
+class Warehouse:
+    """One target's warehouse and what the dbt runs on it left behind."""
+
+    target: str
+    env: dict[str, str]
+    duckdb_path: str
+    postgres_dsn: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    marts: dict[str, dict[str, list[tuple]]] = field(default_factory=dict)
+    run_results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def write_raw(self, state: int) -> None:
+        """(Re)write the raw layer of a state."""
+        if self.target == "duckdb":
+            raw_data.write_raw_duckdb(self.duckdb_path, state)
+        else:
+            raw_data.write_raw_postgres(self.postgres_dsn, state)
+
+    def query(self, sql: str) -> list[tuple]:
+        """Rows of a query, as Python values."""
+        if self.target == "duckdb":
+            import duckdb
+
+            # Same configuration as dbt's connection, which dbt-duckdb may keep open in
+            # this process (a read-only connection would be refused).
+            with duckdb.connect(self.duckdb_path) as conn:
+                return conn.execute(sql).fetchall()
+        import psycopg2
+
+        conn = psycopg2.connect(self.postgres_dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def dbt(self, step: str, *args: str, check: bool = True, isolated: bool = False) -> str:
+        """Run a dbt command; keep its log and run results under ``step``.
+
+        In-process by default (no interpreter start-up per command); dbt reads its settings
+        from the environment (``profiles.yml`` uses ``env_var``), so the target's environment
+        is set for the call and restored afterwards. ``isolated`` runs the ``dbt`` command in
+        a subprocess instead, for tests whose other stages open the same DuckDB file in this
+        process (dbt-duckdb may keep its connection open).
+        """
+        command = [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR)]
+        if isolated:
+            proc = subprocess.run(
+                [str(Path(sys.executable).with_name("dbt")), *command],
+                env={**os.environ, **self.env},
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            success, self.outputs[step] = proc.returncode == 0, proc.stdout + proc.stderr
+        else:
+            from dbt.cli.main import dbtRunner
+
+            messages: list[str] = []
+            saved = dict(os.environ)
+            os.environ.update(self.env)
+            try:
+                result = dbtRunner(
+                    callbacks=[lambda event: messages.append(event.info.msg)]
+                ).invoke(command)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            success, self.outputs[step] = result.success, "\n".join(str(m) for m in messages)
+        results = Path(self.env["DBT_TARGET_PATH"]) / "run_results.json"
+        if results.exists():
+            self.run_results[step] = json.loads(results.read_text())
+        assert success or not check, f"dbt {' '.join(args)} failed:\n{self.outputs[step][-6000:]}"
+        return self.outputs[step]
+
+    def read_marts(self, step: str) -> None:
+        """Keep every mart's rows (ordered by its key) as they are after ``step``."""
+        self.marts[step] = {
+            name: [
+                normalize(row) for row in self.query(f"select * from marts.{name} order by {key}")
+            ]
+            for name, key in MARTS.items()
+        }
+
+    def mart(self, step: str, name: str) -> list[dict[str, Any]]:
+        """A mart's rows after ``step`` as dicts."""
+        columns = [
+            row[0]
+            for row in self.query(
+                "select column_name from information_schema.columns where table_schema = 'marts'"
+                f" and table_name = '{name}' order by ordinal_position"
+            )
+        ]
+        return [dict(zip(columns, row, strict=True)) for row in self.marts[step][name]]
+
+
+def normalize(row: tuple) -> tuple:
+    """Row values comparable across targets: floats rounded, aware datetimes in UTC."""
+    out: list[Any] = []
+    for value in row:
+        if isinstance(value, float):
+            value = round(value, 9)
+        elif isinstance(value, dt.datetime) and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        out.append(value)
+    return tuple(out)
+
+
+def _story(warehouse: Warehouse) -> Warehouse:
+    warehouse.write_raw(1)
+    # State 1 only needs to exist (models and snapshots); every test runs on state 2.
+    warehouse.dbt("build_1", "build", "--resource-type", "model", "--resource-type", "snapshot")
+    warehouse.read_marts("build_1")
+    warehouse.write_raw(2)
+    warehouse.dbt("build_2", "build")
+    warehouse.read_marts("build_2")
+    warehouse.dbt("rerun", "run")
+    warehouse.read_marts("rerun")
+    # Every other mart is a table rebuilt by any run: only the incremental fact and what
+    # reads it need the full refresh.
+    warehouse.dbt("full_refresh", "run", "--full-refresh", "--select", "fct_daily_sales+")
+    warehouse.read_marts("full_refresh")
+    if warehouse.target == "duckdb":  # target-independent: checked once, to keep the suite fast
+        warehouse.dbt("docs", "docs", "generate")
+        warehouse.dbt("freshness", "source", "freshness", check=False)
+    return warehouse
+
+
+def _env(tmp: Path, target: str, duckdb_path: str, dsn: str) -> dict[str, str]:
+    env = dbt_env_for(target, duckdb_path, dsn, TIMEZONE)
+    env["DBT_TARGET_PATH"] = str(tmp / "target")
+    env["DBT_LOG_PATH"] = str(tmp / "logs")
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    env["DO_NOT_TRACK"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def duckdb_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    """The story run on a fresh DuckDB file."""
+    tmp = tmp_path_factory.mktemp("dbt_duckdb")
+    path = str(tmp / "warehouse.duckdb")
+    unused_dsn = "postgresql://unused@127.0.0.1:1/unused"
+    return _story(Warehouse("duckdb", _env(tmp, "duckdb", path, unused_dsn), path, unused_dsn))
+
+
+@pytest.fixture(scope="module")
+def postgres_warehouse(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: Any
+) -> Iterator[Warehouse]:
+    """The story run on a fresh PostgreSQL database."""
+    import psycopg2
+
+    tmp = tmp_path_factory.mktemp("dbt_postgres")
+    name = f"dbt_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(pg_server.dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'create database "{name}"')
+    conn.close()
+    dsn = pg_server.dsn(name)
+    path = str(tmp / "unused.duckdb")
+    yield _story(Warehouse("postgres", _env(tmp, "postgres", path, dsn), path, dsn))
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse(request: pytest.FixtureRequest) -> Warehouse:
+    """Each target's warehouse after the story."""
+    return request.getfixturevalue(f"{request.param}_warehouse")
+
+
+# --- the expected figures, computed from the sales list -------------------------------------
+
+
+def _current(rows: list[tuple[tuple, str]], key: int, updated: int, modified: int) -> dict:
+    """The current version per id: latest updated_at, ties by latest file modification."""
+    best: dict[str, tuple] = {}
+    for row, _load in rows:
+        if row[key] not in best or (row[updated], row[modified]) > (
+            best[row[key]][updated],
+            best[row[key]][modified],
+        ):
+            best[row[key]] = row
+    return best
+
+
+PRODUCT_NAMES = {pid: row[1] for pid, row in _current(PRODUCTS_1, 0, 7, 9).items()}
+PRODUCT_CATEGORIES = {pid: row[2] for pid, row in _current(PRODUCTS_1, 0, 7, 9).items()}
+STORE_REGIONS = {sid: row[3] for sid, row in _current(STORES_1, 0, 14, 16).items()}
+
+
+def _totals(sales: list[Sale], key: Any) -> dict[Any, tuple[int, int, Decimal]]:
+    out: dict[Any, list] = defaultdict(lambda: [0, 0, Decimal("0")])
+    for sale in sales:
+        acc = out[key(sale)]
+        acc[0] += 1
+        acc[1] += sale.quantity
+        acc[2] += sale.amount
+    return {k: (v[0], v[1], v[2]) for k, v in out.items()}
+
+
+def _rank(revenues: dict[Any, Decimal]) -> dict[Any, int]:
+    """SQL rank(): 1 + how many have a strictly higher revenue."""
+    return {
+        k: 1 + sum(1 for other in revenues.values() if other > rev) for k, rev in revenues.items()
+    }
+
+
+def expected_by_region_product(sales: list[Sale]) -> list[dict[str, Any]]:
+    """sales_by_region_product, from the sales list."""
+    totals = _totals(sales, lambda s: (s.region, s.product_id))
+    rows = []
+    for region in {r for r, _ in totals}:
+        revenues = {p: t[2] for (r, p), t in totals.items() if r == region}
+        region_revenue = sum(revenues.values())
+        ranks = _rank(revenues)
+        for product, revenue in revenues.items():
+            n, units, _ = totals[(region, product)]
+            rows.append(
+                {
+                    "region": region,
+                    "product_id": product,
+                    "product_name": PRODUCT_NAMES.get(product),
+                    "category": PRODUCT_CATEGORIES.get(product, "Unknown"),
+                    "n_sales": n,
+                    "units": units,
+                    "revenue": revenue,
+                    "avg_sale_amount": (revenue / n).quantize(Decimal("0.01")),
+                    "revenue_rank_in_region": ranks[product],
+                    "revenue_share_in_region": float(revenue / region_revenue),
+                }
+            )
+    return sorted(rows, key=lambda r: (r["region"], r["product_id"]))
+
+
+def expected_daily(sales: list[Sale]) -> list[tuple]:
+    """fct_daily_sales's interface columns, from the sales list."""
+    totals = _totals(sales, lambda s: (s.sale_date, s.store_id, s.product_id, s.region))
+    return sorted((*k, *v) for k, v in totals.items())
+
+
+# --- the tests ------------------------------------------------------------------------------
+
+
+def test_build_is_green_with_only_the_deliberate_warning(warehouse: Warehouse) -> None:
+    """Every model, snapshot, unit test and data test passes; the one warning is the dirty
+    file's duplicate ratio, and it names the file."""
+    first = {r["status"] for r in warehouse.run_results["build_1"]["results"]}
+    assert first <= {"success", "no-op"}, first
+    statuses = defaultdict(list)
+    for result in warehouse.run_results["build_2"]["results"]:
+        statuses[result["status"]].append(result["unique_id"])
+    assert set(statuses) <= {"success", "pass", "warn", "no-op"}, dict(statuses)
+    assert [uid.split(".")[2] for uid in statuses["warn"]] == [
+        "duplicate_ratio_at_most_data_quality_by_file_duplicate_ratio__file_name__0_5"
+    ]
+    kinds = {uid.split(".")[0] for uid in statuses["success"] + statuses["pass"]}
+    assert {"model", "snapshot", "test", "unit_test"} <= kinds
+    assert len(statuses["pass"]) > 100  # the data and unit tests really ran
+    assert f"duplicate ratio alert: file {raw_data.DIRTY_FILE}" in warehouse.outputs["build_2"]
+
+
+def test_sales_by_region_product_equals_an_independent_computation(warehouse: Warehouse) -> None:
+    """Revenue, n_sales, units, names, ranks (with a tie) and shares by region x product."""
+    for step, state in (("build_1", 1), ("build_2", 2)):
+        actual = warehouse.mart(step, "sales_by_region_product")
+        expected = expected_by_region_product(raw_data.sales_for(state))
+        assert [
+            {k: r[k] for k in expected[0] if k != "revenue_share_in_region"} for r in actual
+        ] == [{k: r[k] for k in r if k != "revenue_share_in_region"} for r in expected]
+        for a, e in zip(actual, expected, strict=True):
+            assert a["revenue_share_in_region"] == pytest.approx(e["revenue_share_in_region"])
+    north = {
+        r["product_id"]: r
+        for r in warehouse.mart("build_1", "sales_by_region_product")
+        if r["region"] == "North"
+    }
+    # The deliberate tie: PR-0002 and PR-0003 share rank 2, the next product is 4th.
+    assert (
+        north["PR-0002"]["revenue_rank_in_region"]
+        == north["PR-0003"]["revenue_rank_in_region"]
+        == 2
+    )
+    assert north["PR-0004"]["revenue_rank_in_region"] == 4
+    south = {
+        r["product_id"]: r
+        for r in warehouse.mart("build_1", "sales_by_region_product")
+        if r["region"] == "South"
+    }
+    assert south["PR-9999"]["product_name"] is None
+
+
+def test_fct_daily_sales_equals_the_sales_and_reconciles(warehouse: Warehouse) -> None:
+    """The fact holds exactly the sales aggregated at its grain, after each build."""
+    for step, state in (("build_1", 1), ("build_2", 2)):
+        rows = [row[:7] for row in warehouse.marts[step]["fct_daily_sales"]]
+        assert rows == expected_daily(raw_data.sales_for(state))
+    dates = {row[0] for row in warehouse.marts["build_2"]["fct_daily_sales"]}
+    assert dt.date(2026, 1, 8) not in dates  # the correction emptied this date
+
+
+def test_incremental_run_rebuilt_only_changed_dates_and_equals_full_refresh(
+    warehouse: Warehouse,
+) -> None:
+    """The second build was incremental (unchanged dates kept their first load), and a re-run
+    and a full refresh give identical marts."""
+    fct = warehouse.mart("build_2", "fct_daily_sales")
+    for row in fct:
+        expected_load = LOAD_2 if row["sale_date"] in raw_data.CHANGED_DATES_2 else LOAD_1
+        assert row["source_load_id"] == expected_load
+    compiled = {
+        step: next(
+            r["compiled_code"]
+            for r in warehouse.run_results[step]["results"]
+            if r["unique_id"] == "model.retail_elt.fct_daily_sales"
+        )
+        for step in ("build_1", "build_2", "full_refresh")
+    }
+    assert "loaded_dates" in compiled["build_2"]  # the incremental branch ran
+    assert "loaded_dates" not in compiled["build_1"]
+    assert "loaded_dates" not in compiled["full_refresh"]
+    assert warehouse.marts["rerun"] == warehouse.marts["build_2"]
+    assert warehouse.marts["full_refresh"] == warehouse.marts["build_2"]
+
+
+def test_dimensions_are_current_versions_with_unknown_members(warehouse: Warehouse) -> None:
+    """Current versions win; ids without a document are unknown members, so that every
+    sale's store and product is in the dimensions."""
+    stores = {r["store_id"]: r for r in warehouse.mart("build_2", "dim_stores")}
+    assert stores["ST-004"]["city"] == "Tomsk" and stores["ST-004"]["format"] == "hypermarket"
+    assert {k for k, r in stores.items() if r["is_unknown"]} == {"ST-999", "ST-998"}
+    assert stores["ST-999"]["store_name"] == "Unknown" and stores["ST-999"]["region"] is None
+    products = {r["product_id"]: r for r in warehouse.mart("build_2", "dim_products")}
+    assert products["PR-0004"]["product_name"] == "Apple juice 1 l"
+    assert products["PR-0004"]["unit_price"] == Decimal("120.00")
+    assert products["PR-9999"]["is_unknown"] and products["PR-9999"]["product_name"] is None
+    customers = {r["customer_id"]: r for r in warehouse.mart("build_2", "dim_customers")}
+    assert customers["CU-000001"]["city"] == "Perm"  # the last of three versions
+    assert customers["CU-000003"]["city"] == "Omsk"  # same updated_at, later file wins
+    assert customers["CU-000002"]["city"] == "Yalta"  # the version of the second load
+    assert customers["CU-999999"]["is_unknown"]
+    assert customers["CU-000001"]["registered_date"] == dt.date(2024, 3, 2)
+    assert not any(
+        "email" in k and "hash" not in k and "masked" not in k for k in customers["CU-000001"]
+    )
+    sales = raw_data.sales_for(2)
+    assert {s.store_id for s in sales} <= set(stores)
+    assert {s.product_id for s in sales} <= set(products)
+
+
+def test_type_2_history_and_snapshots(warehouse: Warehouse) -> None:
+    """The customer with three versions has a bounded three-row history; the snapshot kept
+    the change of CU-000002 between the two runs."""
+    history = warehouse.query(
+        "select city, valid_from, valid_to, is_current from intermediate.int_customers_historized"
+        " where customer_id = 'CU-000001' order by valid_from"
+    )
+    assert [h[0] for h in history] == ["Kazan", "Moscow", "Perm"]
+    assert [h[3] for h in history] == [False, False, True]
+    assert history[0][2] == history[1][1] and history[1][2] == history[2][1]
+    assert history[2][2] is None
+    snapshot = warehouse.query(
+        "select city, dbt_valid_to is null from snapshots.snap_customers"
+        " where customer_id = 'CU-000002' order by dbt_valid_from"
+    )
+    assert snapshot == [("Sochi", False), ("Yalta", True)]
+    assert warehouse.query("select count(*) from snapshots.snap_stores")[0][0] == 5
+    n_customers = len({row[0] for row, _ in CUSTOMERS_1})
+    assert (
+        warehouse.query("select count(*) from snapshots.snap_customers where dbt_valid_to is null")[
+            0
+        ][0]
+        == n_customers
+    )
+
+
+def test_store_performance_and_kpis(warehouse: Warehouse) -> None:
+    """Store count, totals, ranks and shares by store; the one-row KPI overview."""
+    sales = raw_data.sales_for(2)
+    by_store = _totals(sales, lambda s: s.store_id)
+    performance = {r["store_id"]: r for r in warehouse.mart("build_2", "store_performance")}
+    for store_id, (n, units, revenue) in by_store.items():
+        assert (
+            performance[store_id]["n_sales"],
+            performance[store_id]["units"],
+            performance[store_id]["revenue"],
+        ) == (n, units, revenue)
+    revenues = {s: performance[s]["revenue"] for s in performance}
+    assert {s: r["revenue_rank"] for s, r in performance.items()} == _rank(revenues)
+    north = [s for s, region in STORE_REGIONS.items() if region == "North"]
+    north_revenue = sum(by_store.get(s, (0, 0, Decimal(0)))[2] for s in north)
+    for s in north:
+        assert performance[s]["revenue_share_in_region"] == pytest.approx(
+            float(by_store.get(s, (0, 0, Decimal(0)))[2] / north_revenue)
+        )
+    [kpi] = warehouse.mart("build_2", "kpi_overview")
+    assert kpi["n_stores"] == len(STORE_REGIONS) == 5
+    assert kpi["n_products"] == len(PRODUCT_NAMES)
+    assert kpi["n_sales"] == len(sales)
+    assert kpi["units"] == sum(s.quantity for s in sales)
+    assert kpi["revenue"] == sum(s.amount for s in sales)
+    assert kpi["first_sale_date"] == min(s.sale_date for s in sales)
+    assert kpi["last_imported_at"] == LOADED_AT[LOAD_2]
+
+
+def test_customer_cohorts_and_activity(warehouse: Warehouse) -> None:
+    """Cohorts by first-purchase month, retention, new/returning customers, anonymous sales."""
+    sales = raw_data.sales_for(2)
+    months: dict[str, set[dt.date]] = defaultdict(set)
+    for s in sales:
+        if s.customer_id:
+            months[s.customer_id].add(s.sale_date.replace(day=1))
+    cohort = {c: min(m) for c, m in months.items()}
+    expected: dict[tuple, set[str]] = defaultdict(set)
+    for c, ms in months.items():
+        for m in ms:
+            since = (m.year - cohort[c].year) * 12 + m.month - cohort[c].month
+            expected[(cohort[c], since)].add(c)
+    sizes = {k[0]: len(v) for k, v in expected.items() if k[1] == 0}
+    actual = warehouse.mart("build_2", "customer_cohorts")
+    assert [
+        (r["cohort_month"], r["months_since_first"], r["cohort_size"], r["active_customers"])
+        for r in actual
+    ] == sorted((k[0], k[1], sizes[k[0]], len(v)) for k, v in expected.items())
+    for r in actual:
+        assert r["retention_rate"] == pytest.approx(r["active_customers"] / r["cohort_size"])
+    activity = {r["sale_month"]: r for r in warehouse.mart("build_2", "customer_activity_monthly")}
+    feb = dt.date(2026, 2, 1)
+    assert activity[feb]["anonymous_sales"] == sum(
+        1 for s in sales if s.customer_id is None and s.sale_date.replace(day=1) == feb
+    )
+    assert activity[feb]["new_customers"] == sum(1 for c in cohort.values() if c == feb)
+
+
+def test_data_quality_by_file(warehouse: Warehouse) -> None:
+    """Ratios and alerts per file; only the dirty file alerts; the failed file is there."""
+    rows = {r["file_name"]: r for r in warehouse.mart("build_2", "data_quality_by_file")}
+    for name, _day, rows_in, valid, dup, sup, quar, status in raw_data.files_for(2):
+        row = rows[name]
+        assert (
+            row["rows_in"],
+            row["rows_valid"],
+            row["rows_duplicate"],
+            row["rows_superseded"],
+            row["rows_quarantined"],
+            row["status"],
+        ) == (rows_in, valid, dup, sup, quar, status)
+        assert row["duplicate_ratio"] == pytest.approx(dup / rows_in if rows_in else 0.0)
+    assert {n for n, r in rows.items() if r["is_alert"]} == {raw_data.DIRTY_FILE}
+
+
+def test_dim_dates_covers_the_sales(warehouse: Warehouse) -> None:
+    """One row per day from the first to the last sale date, with calendar attributes."""
+    days = warehouse.mart("build_2", "dim_dates")
+    sales = raw_data.sales_for(2)
+    first, last = min(s.sale_date for s in sales), max(s.sale_date for s in sales)
+    assert [d["date_day"] for d in days] == [
+        first + dt.timedelta(days=i) for i in range((last - first).days + 1)
+    ]
+    for d in days:
+        assert d["day_of_week"] == d["date_day"].isoweekday()
+        assert d["iso_week"] == d["date_day"].isocalendar().week
+        assert d["is_weekend"] == (d["date_day"].isoweekday() >= 6)
+        assert d["month_start"] == d["date_day"].replace(day=1)
+
+
+def test_docs_describe_every_mart_and_tag_pii(duckdb_warehouse: Warehouse) -> None:
+    """`dbt docs generate` works; every mart model and column is described; PII is tagged."""
+    target = Path(duckdb_warehouse.env["DBT_TARGET_PATH"])
+    manifest = json.loads((target / "manifest.json").read_text())
+    catalog = json.loads((target / "catalog.json").read_text())
+    marts = [
+        n
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model" and n["schema"] == "marts"
+    ]
+    assert {n["name"] for n in marts} >= set(MARTS)
+    for node in marts:
+        assert node["description"].strip(), node["name"]
+        catalog_columns = catalog["nodes"][node["unique_id"]]["columns"]
+        for column in catalog_columns:
+            assert node["columns"].get(column, {}).get("description", "").strip(), (
+                node["name"],
+                column,
+            )
+    customers = next(n for n in marts if n["name"] == "dim_customers")
+    assert "pii" in customers["columns"]["email_hash"]["tags"]
+    assert "pii" not in customers["columns"]["city"]["tags"]
+
+
+def test_source_freshness_reads_the_dlt_load_time(duckdb_warehouse: Warehouse) -> None:
+    """Freshness is measured on dlt's load time: the fixture's loads are months old, so the
+    sources are reported stale (error), with the last load's time."""
+    target = Path(duckdb_warehouse.env["DBT_TARGET_PATH"])
+    sources = json.loads((target / "sources.json").read_text())["results"]
+    by_table = {r["unique_id"].split(".")[-1]: r for r in sources if "sales" in r["unique_id"]}
+    daily = by_table["daily_sales"]
+    assert daily["status"] == "error"
+    loaded = dt.datetime.fromisoformat(daily["max_loaded_at"].replace("Z", "+00:00"))
+    assert abs(loaded.timestamp() - float(LOAD_2)) < 1
+
+
+def test_manifest_checks_accept_the_marts_and_catch_a_wrong_figure(warehouse: Warehouse) -> None:
+    """The helper the end-to-end tests use against the generator's manifest: it accepts a
+    manifest built from the fixture's sales and fails on one wrong figure."""
+    from tests.dbt.manifest_checks import assert_marts_match_manifest
+
+    sales = raw_data.sales_for(2)
+    by_region_product = [
+        {"region": r, "product_id": p, "n_sales": n, "units": u, "revenue": f"{rev:.2f}"}
+        for (r, p), (n, u, rev) in _totals(sales, lambda s: (s.region, s.product_id)).items()
+    ]
+    manifest = {
+        "by_region_product": by_region_product,
+        "by_sale_date": [
+            {"sale_date": d.isoformat(), "n_sales": n, "units": u, "revenue": f"{rev:.2f}"}
+            for d, (n, u, rev) in _totals(sales, lambda s: s.sale_date).items()
+        ],
+        "totals": {
+            "n_sales": len(sales),
+            "units": sum(s.quantity for s in sales),
+            "revenue": f"{sum(s.amount for s in sales):.2f}",
+        },
+        "files": {
+            name: {
+                "rows_in": i,
+                "rows_valid": v,
+                "rows_duplicate": d,
+                "rows_superseded": s,
+                "rows_quarantined": q,
+            }
+            for name, _day, i, v, d, s, q, _status in raw_data.files_for(2)
+        },
+    }
+    assert_marts_match_manifest(warehouse.query, manifest, n_stores=len(STORE_REGIONS))
+    by_region_product[0]["revenue"] = f"{Decimal(by_region_product[0]['revenue']) + 1:.2f}"
+    with pytest.raises(AssertionError):
+        assert_marts_match_manifest(warehouse.query, manifest, n_stores=len(STORE_REGIONS))
+
+
+# Contract §7: the public interface, columns first and in this order.
+INTERFACE = {
+    "fct_daily_sales": "sale_date store_id product_id region n_sales units revenue",
+    "sales_by_region_product": "region product_id product_name category n_sales units revenue"
+    " avg_sale_amount revenue_rank_in_region revenue_share_in_region",
+    "dim_stores": "store_id store_name format region city",
+    "dim_products": "product_id product_name category brand unit_price",
+    "dim_customers": "customer_id email_hash phone_hash gender city home_store_id registered_at",
+    "data_quality_by_file": "file_name rows_in rows_valid rows_duplicate rows_superseded"
+    " rows_quarantined duplicate_ratio is_alert",
+}
+
+
+def test_interface_relations_have_the_contract_columns(warehouse: Warehouse) -> None:
+    """Every relation of contract §7 is in schema marts with its columns, in order."""
+    for name, columns in INTERFACE.items():
+        actual = [
+            row[0]
+            for row in warehouse.query(
+                "select column_name from information_schema.columns where table_schema = 'marts'"
+                f" and table_name = '{name}' order by ordinal_position"
+            )
+        ]
+        assert actual[: len(columns.split())] == columns.split(), name
+    schemas = {
+        row[0] for row in warehouse.query("select schema_name from information_schema.schemata")
+    }
+    assert {"staging", "intermediate", "marts", "snapshots"} <= schemas
