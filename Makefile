@@ -16,6 +16,8 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export UV_PYTHON_DOWNLOADS := never
 
 SCALE ?= demo
+# sqlfluff runs from the repository root (dbt_project/.sqlfluff explains why).
+SQL_PATHS := dbt_project/models dbt_project/macros dbt_project/tests
 
 .PHONY: help
 help: ## Show this help
@@ -49,13 +51,13 @@ test: install ## Run the test suite (starts its own PostgreSQL and S3 servers)
 lint: install ## Lint Python (ruff) and SQL (sqlfluff)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	cd dbt_project && $(RUN) sqlfluff lint models macros snapshots tests analyses
+	$(RUN) sqlfluff lint $(SQL_PATHS)
 
 .PHONY: format
 format: install ## Format Python and fix what sqlfluff can fix
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
-	cd dbt_project && $(RUN) sqlfluff fix models macros snapshots tests analyses
+	$(RUN) sqlfluff fix $(SQL_PATHS)
 
 .PHONY: docs
 docs: install ## Generate the dbt docs and serve them on http://localhost:8080

@@ -153,6 +153,7 @@ def run_dbt(
         stale.unlink()
     command = [
         dbt_executable(),
+        "--no-use-colors",
         *args,
         "--project-dir",
         str(project_dir),

@@ -52,3 +52,12 @@ def s3_bucket(s3: S3Server) -> str:
     name = f"b-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect API (SQLite) for the whole session (Prefect's test harness)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

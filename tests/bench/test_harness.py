@@ -1,0 +1,133 @@
+"""The benchmark harness on a tiny drop: every DuckDB-side stage really runs, once.
+
+Real stages (generator, dlt, Dask, DuckDB, dbt) in real subprocesses; no Postgres here (the
+Postgres stages use the same measuring code, with a throwaway cluster, in ``make bench``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+from bench.config import STAGES, BenchConfig, parse_sizes, size_label
+
+DUCKDB_STAGES = [s for s in STAGES if not s.endswith("postgres")]
+ROWS = 2_000
+
+
+def test_parse_sizes_accepts_suffixes_and_integers() -> None:
+    assert parse_sizes("1m,10m") == [1_000_000, 10_000_000]
+    assert parse_sizes("500k, 20000") == [500_000, 20_000]
+    assert [size_label(n) for n in (1_000_000, 20_000, 1_234)] == ["1m", "20k", "1234"]
+    for bad in ("", "x", "0", "-5"):
+        with pytest.raises(ValueError):
+            parse_sizes(bad)
+
+
+def test_plan_runs_prerequisites_unreported() -> None:
+    config = BenchConfig(stages=["dbt_duckdb", "incremental"], targets=["duckdb"])
+    assert config.plan() == [
+        ("generate", False),
+        ("extract", False),
+        ("preprocess", False),
+        ("load_duckdb", False),
+        ("dbt_duckdb", True),
+        ("e2e", False),
+        ("incremental", True),
+    ]
+    with pytest.raises(ValueError):
+        BenchConfig(stages=["nope"])
+
+
+@pytest.fixture(scope="module")
+def bench_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    base = tmp_path_factory.mktemp("bench")
+    results = base / "results"
+    code = main(
+        [
+            "--sizes",
+            str(ROWS),
+            "--repeats",
+            "1",
+            "--days",
+            "2",
+            "--targets",
+            "duckdb",
+            "--stages",
+            ",".join(DUCKDB_STAGES),
+            "--workdir",
+            str(base / "work"),
+            "--results",
+            str(results),
+            "--clean",
+        ]
+    )
+    return code, results
+
+
+@pytest.mark.slow
+def test_harness_measures_every_stage(bench_results: tuple[int, Path]) -> None:
+    code, results = bench_results
+    assert code == 0
+    data = json.loads((results / "results.json").read_text(encoding="utf-8"))
+    stages = {s["stage"]: s for s in data["stages"] if s["reported"]}
+    assert sorted(stages) == sorted(DUCKDB_STAGES)
+    for name, stage in stages.items():
+        assert stage["error"] is None, name
+        (run,) = stage["runs"]
+        assert run["seconds"] > 0, name
+        assert run["peak_rss_bytes"] > 20 * 1024**2, name  # a Python process at least
+        assert run["rows"] > 0, name
+        assert stage["ref_runs"] or name == "e2e", f"{name} has no reference"
+    # The generator writes about ROWS sales rows plus its dirty extras (duplicates...).
+    assert ROWS <= stages["generate"]["runs"][0]["rows"] < ROWS * 1.3
+    assert stages["extract"]["runs"][0]["rows"] == stages["generate"]["runs"][0]["rows"]
+    # e2e's reference is the sum of its parts' references; the incremental's is e2e.
+    assert stages["e2e"]["extra"]["reference_seconds"] > 0
+    assert stages["incremental"]["ref_runs"] == stages["e2e"]["runs"]
+    assert 0 < stages["incremental"]["extra"]["new_day_rows"] < ROWS
+    parts = stages["e2e"]["runs"][0]["info"]["parts"]
+    assert set(parts) == {"extract", "preprocess", "load_duckdb", "dbt_duckdb"}
+    assert sum(parts.values()) <= stages["e2e"]["runs"][0]["seconds"]
+
+
+@pytest.mark.slow
+def test_duckdb_reference_matches_the_stage_and_the_truth(
+    bench_results: tuple[int, Path],
+) -> None:
+    _, results = bench_results
+    data = json.loads((results / "results.json").read_text(encoding="utf-8"))
+    (check,) = data["consistency"]
+    assert check["equal"], check
+    assert check["equal_to_truth"], check
+    totals = check["reference"]
+    assert totals["rows_in"] == (
+        totals["rows_valid"]
+        + totals["rows_duplicate"]
+        + totals["rows_superseded"]
+        + totals["rows_quarantined"]
+    )
+    assert totals["n_sales"] == totals["rows_valid"] > 0
+    assert check["generator_truth"]["revenue"] == totals["revenue"]
+
+
+@pytest.mark.slow
+def test_report_chart_and_targets_are_written(bench_results: tuple[int, Path]) -> None:
+    _, results = bench_results
+    report = (results / "report.md").read_text(encoding="utf-8")
+    for stage in DUCKDB_STAGES:
+        assert f"| {stage} |" in report
+    assert "## Targets" in report
+    assert "Dask preprocessing within 3x of DuckDB" in report
+    assert "incremental run (one new day)" in report
+    assert (results / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((results / "results.json").read_text(encoding="utf-8"))
+    assert {c["name"] for c in data["checks"]} >= {
+        "Dask preprocessing within 3x of DuckDB",
+        "incremental run (one new day) < 10% of the full run",
+    }
+    assert data["machine"]["cpu_count"] >= 1
+    assert data["pins"]["dask_threads_per_worker"] == 1
