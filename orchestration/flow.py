@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -200,6 +201,8 @@ def preprocess(
         storage_options=storage_options,
         scheduler_address=scheduler_address,
         n_workers=n_workers,
+        # Dask's text progress bars in a terminal; log lines only in logs and CI.
+        show_progress=sys.stdout.isatty(),
     )
 
 
