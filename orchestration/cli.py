@@ -40,6 +40,9 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
+    if not verbose:  # one line per HTTP call to the Prefect API is noise, not news
+        for name in ("httpx", "httpcore", "distributed", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _settings():

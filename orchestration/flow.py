@@ -234,20 +234,17 @@ def transform(dbt_env: dict[str, str], full_refresh: bool = False) -> DbtRunResu
     log = get_run_logger()
     args = ["build"] + (["--full-refresh"] if full_refresh else [])
     result = run_dbt(args, env=dbt_env, log=log)
-    for node in result.nodes:
-        level = (
-            logging.ERROR
-            if node.failed
-            else (logging.WARNING if node.status == "warn" else logging.INFO)
-        )
+    # dbt's own lines above showed every node as it ran; repeat what needs attention.
+    for node in result.failed_nodes + result.warned_nodes:
+        level = logging.ERROR if node.failed else logging.WARNING
         log.log(
-            level,
-            "dbt %s %s: %s (%.1fs)",
-            node.resource_type,
-            node.name,
-            node.status,
-            node.execution_time,
+            level, "dbt %s %s: %s: %s", node.resource_type, node.name, node.status, node.message
         )
+    log.info(
+        "dbt build: %s in %.1fs",
+        ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())),
+        result.duration_s,
+    )
     if not result.success:
         raise DbtBuildFailed(result)
     return result
