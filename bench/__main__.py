@@ -1,0 +1,121 @@
+"""``python -m bench``: measure every stage against its reference and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bench.config import STAGES, BenchConfig, parse_sizes
+
+
+def _list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m bench``."""
+    defaults = BenchConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Benchmark the platform on this machine: generate drops, time every stage "
+            "(generate, drop -> lake, Dask preprocessing, lake -> DuckDB/Postgres, dbt build, "
+            "end to end, an incremental day) against a reference doing the same work, and "
+            "write report.md, chart.png and results.json."
+        ),
+    )
+    p.add_argument("--sizes", default="1m,10m", help="sales rows per drop: 1m, 10m, 500k or N")
+    p.add_argument("--repeats", type=int, default=3, help="runs per stage (median, min, max)")
+    p.add_argument("--stages", default=",".join(STAGES), help=f"subset of: {','.join(STAGES)}")
+    p.add_argument("--targets", default="duckdb,postgres", help="warehouses: duckdb,postgres")
+    p.add_argument(
+        "--postgres-dsn",
+        default=None,
+        help="an existing Postgres whose role may create databases (default: a throwaway "
+        "cluster is started)",
+    )
+    p.add_argument("--workdir", type=Path, default=Path("bench/work"), help="scratch folder")
+    p.add_argument("--results", type=Path, default=Path("bench/results"), help="output folder")
+    p.add_argument("--profile", action="store_true", help="cProfile a stage that misses its target")
+    p.add_argument("--days", type=int, default=defaults.days, help="delivery days per drop")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="generator seed")
+    p.add_argument("--duckdb-threads", type=int, default=defaults.duckdb_threads)
+    p.add_argument("--dask-workers", type=int, default=defaults.dask_workers)
+    p.add_argument("--dlt-workers", type=int, default=defaults.dlt_workers)
+    p.add_argument("--dbt-threads", type=int, default=defaults.dbt_threads)
+    p.add_argument(
+        "--sample-rows", type=int, default=defaults.sample_rows, help="pandas to_sql sample"
+    )
+    p.add_argument("--timezone", default=defaults.timezone, help="business time zone")
+    p.add_argument("--clean", action="store_true", help="remove the work folder after the run")
+    p.add_argument(
+        "--rerender",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="measure nothing: write the report and chart of an earlier results.json again "
+        "into --results",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """Turn parsed arguments into a :class:`BenchConfig`."""
+    return BenchConfig(
+        sizes=parse_sizes(args.sizes),
+        repeats=args.repeats,
+        stages=_list(args.stages),
+        targets=_list(args.targets),
+        postgres_dsn=args.postgres_dsn,
+        workdir=args.workdir,
+        results=args.results,
+        profile=args.profile,
+        days=args.days,
+        seed=args.seed,
+        duckdb_threads=args.duckdb_threads,
+        dask_workers=args.dask_workers,
+        dlt_workers=args.dlt_workers,
+        dbt_threads=args.dbt_threads,
+        sample_rows=args.sample_rows,
+        timezone=args.timezone,
+        keep_workdir=not args.clean,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark.
+
+    Args:
+        argv: Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 when every stage ran and the reference agreed with the stage; 1 otherwise (missed
+        targets are reported, not an error).
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from bench.harness import Harness
+    from bench.report import load_run, summary_lines, write_results
+
+    bench = load_run(args.rerender) if args.rerender else Harness(config).run()
+    paths = write_results(bench, config.results)
+    print("\n".join(summary_lines(bench)))
+    print(f"\nReport: {paths['report']}\nChart: {paths['chart']}\nData: {paths['json']}")
+    failed = [r for r in bench.stages if r.error]
+    inconsistent = [c for c in bench.consistency if not c["equal"]]
+    for r in failed:
+        print(f"stage {r.stage} at {r.size} rows failed", file=sys.stderr)
+    for c in inconsistent:
+        print(f"the DuckDB reference disagrees with the stage at {c['size']} rows", file=sys.stderr)
+    return 1 if failed or inconsistent else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The subprocess side of a measurement: ``python -m bench.child SPEC.json OUT.json``.
+
+``SPEC.json`` names a stage (a function of :data:`STAGES` here) and its arguments; the stage
+times its own work and the result (``seconds``, ``rows``, ``info``) is written to ``OUT.json``.
+With ``"profile": true`` the work runs under cProfile and the top 20 functions by cumulative
+time are added to ``info["profile"]``.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import logging
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import references
+
+logger = logging.getLogger("bench.child")
+
+PII_KEY = "bench-only-not-a-secret"
+
+Result = dict[str, Any]
+
+
+def _generate(args: dict[str, Any]) -> Result:
+    from generator import SCALES, generate_drop
+
+    label = args.get("scale_label")
+    scale = label if label in SCALES and SCALES[label] == (args["rows"], args["days"]) else "demo"
+    started = time.perf_counter()
+    manifest = generate_drop(
+        args["drop"], scale=scale, sales_rows=args["rows"], days=args["days"], seed=args["seed"]
+    )
+    seconds = time.perf_counter() - started
+    totals = manifest["totals"]
+    return {"seconds": seconds, "rows": totals["rows_in"], "info": {"totals": totals}}
+
+
+def _extract(args: dict[str, Any]) -> Result:
+    from ingestion import extract_to_lake
+
+    started = time.perf_counter()
+    result = extract_to_lake(args["drop"], args["lake"], pii_key=PII_KEY)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows": result.rows_written.get("sales", 0),
+        "info": {"rows_written": result.rows_written, "failed_files": len(result.failed_files)},
+    }
+
+
+def _pipeline_totals(lake: str) -> dict[str, Any]:
+    return references.output_totals(
+        f"{lake}/preprocessed/daily_sales/*/*.parquet",
+        f"{lake}/preprocessed/file_quality/*.parquet",
+    )
+
+
+def _preprocess(args: dict[str, Any]) -> Result:
+    from dask_preprocess import preprocess_sales
+
+    started = time.perf_counter()
+    result = preprocess_sales(
+        args["lake"],
+        timezone=args["timezone"],
+        n_workers=args["dask_workers"],
+        show_progress=False,
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows": result.totals["rows_in"],
+        "info": {"totals": _pipeline_totals(args["lake"]), "did_work": result.did_work},
+    }
+
+
+def _load(args: dict[str, Any]) -> Result:
+    from ingestion import load_to_warehouse
+
+    started = time.perf_counter()
+    result = load_to_warehouse(
+        args["lake"],
+        target=args["target"],
+        duckdb_path=args.get("duckdb_path"),
+        postgres_dsn=args.get("postgres_dsn"),
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows": sum(result.rows_written.values()),
+        "info": {"tables": result.rows_written, "formats": result.loader_file_formats},
+    }
+
+
+def _dbt_build(args: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    from elt_settings import dbt_env_for
+    from orchestration.dbt_runner import run_dbt
+
+    env = dbt_env_for(
+        args["target"],
+        args.get("duckdb_path") or "unused.duckdb",
+        args.get("postgres_dsn") or "postgresql://unused@localhost/unused",
+        args["timezone"],
+    )
+    started = time.perf_counter()
+    result = run_dbt(["build"], env=env, target_path=Path(args["dbt_target_dir"]))
+    seconds = time.perf_counter() - started
+    if not result.success:
+        raise RuntimeError(f"dbt build failed:\n{result.failure_report()[:4000]}")
+    slowest = sorted(result.nodes, key=lambda n: n.execution_time, reverse=True)[:10]
+    return seconds, {
+        "counts": result.counts(),
+        "slowest_nodes": [[n.unique_id, round(n.execution_time, 3)] for n in slowest],
+        "node_seconds": round(sum(n.execution_time for n in result.nodes), 3),
+    }
+
+
+def _dbt(args: dict[str, Any]) -> Result:
+    seconds, info = _dbt_build(args)
+    return {"seconds": seconds, "rows": args["rows"], "info": info}
+
+
+def _pipeline(args: dict[str, Any]) -> Result:
+    """Drop -> lake -> Dask -> DuckDB -> dbt in one process tree (the embedded default)."""
+    from dask_preprocess import preprocess_sales
+    from ingestion import extract_to_lake, load_to_warehouse
+
+    parts: dict[str, float] = {}
+    started = time.perf_counter()
+    t = time.perf_counter()
+    extract_to_lake(args["drop"], args["lake"], pii_key=PII_KEY)
+    parts["extract"] = time.perf_counter() - t
+    t = time.perf_counter()
+    preprocess_sales(
+        args["lake"], timezone=args["timezone"], n_workers=args["dask_workers"], show_progress=False
+    )
+    parts["preprocess"] = time.perf_counter() - t
+    t = time.perf_counter()
+    load_to_warehouse(args["lake"], target="duckdb", duckdb_path=args["duckdb_path"])
+    parts["load_duckdb"] = time.perf_counter() - t
+    dbt_seconds, dbt_info = _dbt_build({**args, "target": "duckdb"})
+    parts["dbt_duckdb"] = dbt_seconds
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "rows": args["rows"],
+        "info": {"parts": parts, "dbt": dbt_info, "totals": _pipeline_totals(args["lake"])},
+    }
+
+
+def _ref_generate(args: dict[str, Any]) -> Result:
+    manifest = json.loads(Path(args["drop"] + ".manifest.json").read_text(encoding="utf-8"))
+    return references.generate_reference(
+        args["drop"], manifest, args["out"], threads=args["duckdb_threads"]
+    )
+
+
+def _ref_extract(args: dict[str, Any]) -> Result:
+    manifest = json.loads(Path(args["drop"] + ".manifest.json").read_text(encoding="utf-8"))
+    return references.extract_reference(
+        args["drop"], manifest, args["out"], threads=args["duckdb_threads"]
+    )
+
+
+def _ref_preprocess(args: dict[str, Any]) -> Result:
+    return references.preprocess_reference(
+        args["lake"], args["out"], timezone=args["timezone"], threads=args["duckdb_threads"]
+    )
+
+
+def _ref_load_duckdb(args: dict[str, Any]) -> Result:
+    return references.load_duckdb_reference(
+        args["lake"], args["duckdb_path"], threads=args["duckdb_threads"]
+    )
+
+
+def _ref_load_postgres(args: dict[str, Any]) -> Result:
+    return references.load_postgres_reference(args["lake"], args["postgres_dsn"], args["out"])
+
+
+def _ref_to_sql(args: dict[str, Any]) -> Result:
+    return references.to_sql_reference(args["lake"], args["postgres_dsn"], args["sample_rows"])
+
+
+def _ref_dbt(args: dict[str, Any]) -> Result:
+    result = references.dbt_sql_reference(
+        args["dbt_target_dir"],
+        target=args["target"],
+        duckdb_path=args.get("duckdb_path"),
+        postgres_dsn=args.get("postgres_dsn"),
+        dbt_database=args.get("dbt_database"),
+        threads=args["duckdb_threads"],
+    )
+    result["rows"] = args["rows"]
+    return result
+
+
+STAGES: dict[str, Callable[[dict[str, Any]], Result]] = {
+    "generate": _generate,
+    "extract": _extract,
+    "preprocess": _preprocess,
+    "load": _load,
+    "dbt": _dbt,
+    "pipeline": _pipeline,
+    "ref_generate": _ref_generate,
+    "ref_extract": _ref_extract,
+    "ref_preprocess": _ref_preprocess,
+    "ref_load_duckdb": _ref_load_duckdb,
+    "ref_load_postgres": _ref_load_postgres,
+    "ref_to_sql": _ref_to_sql,
+    "ref_dbt": _ref_dbt,
+}
+
+
+def _profiled(func: Callable[[dict[str, Any]], Result], args: dict[str, Any]) -> Result:
+    profiler = cProfile.Profile()
+    result = profiler.runcall(func, args)
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(20)
+    result.setdefault("info", {})["profile"] = text.getvalue()
+    return result
+
+
+def main(argv: list[str]) -> int:
+    """Run the stage of ``argv[0]`` (a spec file) and write its result to ``argv[1]``.
+
+    Args:
+        argv: ``[spec_path, out_path]``.
+
+    Returns:
+        The exit code.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("distributed", "dask"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    func = STAGES[spec["stage"]]
+    logger.info("running %s", spec["stage"])
+    result = _profiled(func, spec["args"]) if spec.get("profile") else func(spec["args"])
+    Path(argv[1]).write_text(json.dumps(result, default=str), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
