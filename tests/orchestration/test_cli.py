@@ -99,3 +99,11 @@ def test_run_with_source_runs_the_whole_flow(elt_env, tmp_path: Path) -> None:
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         revenue = con.execute("select sum(revenue) from marts.fct_daily_sales").fetchone()[0]
     assert f"{revenue:.2f}" == manifest["totals"]["revenue"]
+
+    # `elt docs --no-serve` generates the dbt docs of that warehouse (catalog with the marts).
+    from orchestration.dbt_runner import DBT_PROJECT_DIR
+
+    docs = runner.invoke(app, ["docs", "--no-serve"])
+    assert docs.exit_code == 0, docs.output
+    catalog = json.loads((DBT_PROJECT_DIR / "target" / "catalog.json").read_text())
+    assert "model.retail_elt.sales_by_region_product" in catalog["nodes"]
