@@ -309,6 +309,20 @@ def _read_csv_sql(files: list[str]) -> str:
     )
 
 
+def _copy_sales(
+    drop_dir: str, manifest: dict[str, Any], out_dir: str, *, threads: int, select: str, to: str
+) -> dict[str, Any]:
+    """Time DuckDB copying the drop's readable sales CSVs (``select ... from <csv>``) to ``to``."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    files = readable_sales_files(drop_dir, manifest)
+    con = _connect(threads)
+    started = time.perf_counter()
+    rows = con.execute(f"copy ({select} from {_read_csv_sql(files)}) to {to}").fetchone()[0]
+    seconds = time.perf_counter() - started
+    con.close()
+    return {"seconds": seconds, "rows": int(rows), "info": {"files": len(files)}}
+
+
 def generate_reference(
     drop_dir: str, manifest: dict[str, Any], out_dir: str, *, threads: int
 ) -> dict[str, Any]:
@@ -323,17 +337,14 @@ def generate_reference(
     Returns:
         Seconds and rows written.
     """
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    files = readable_sales_files(drop_dir, manifest)
-    con = _connect(threads)
-    started = time.perf_counter()
-    rows = con.execute(
-        f"copy (select * exclude (filename) from {_read_csv_sql(files)}) "
-        f"to '{out_dir}/sales.csv.gz' (header, compression gzip)"
-    ).fetchone()[0]
-    seconds = time.perf_counter() - started
-    con.close()
-    return {"seconds": seconds, "rows": int(rows), "info": {"files": len(files)}}
+    return _copy_sales(
+        drop_dir,
+        manifest,
+        out_dir,
+        threads=threads,
+        select="select * exclude (filename)",
+        to=f"'{out_dir}/sales.csv.gz' (header, compression gzip)",
+    )
 
 
 def extract_reference(
@@ -350,16 +361,14 @@ def extract_reference(
     Returns:
         Seconds and rows written.
     """
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    files = readable_sales_files(drop_dir, manifest)
-    con = _connect(threads)
-    started = time.perf_counter()
-    rows = con.execute(
-        f"copy (select * from {_read_csv_sql(files)}) to '{out_dir}/sales.parquet' (format parquet)"
-    ).fetchone()[0]
-    seconds = time.perf_counter() - started
-    con.close()
-    return {"seconds": seconds, "rows": int(rows), "info": {"files": len(files)}}
+    return _copy_sales(
+        drop_dir,
+        manifest,
+        out_dir,
+        threads=threads,
+        select="select *",
+        to=f"'{out_dir}/sales.parquet' (format parquet)",
+    )
 
 
 def load_duckdb_reference(lake_dir: str, duckdb_path: str, *, threads: int) -> dict[str, Any]:
