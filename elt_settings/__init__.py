@@ -45,6 +45,7 @@ class Settings(BaseSettings):
 
     alert_webhook_url: str | None = Field(None, alias="ELT_ALERT_WEBHOOK_URL")
     duplicate_alert_ratio: float = Field(0.5, alias="ELT_DUPLICATE_ALERT_RATIO")
+    dbt_threads: int = Field(2, alias="ELT_DBT_THREADS")
     schedule_cron: str = Field("45 12 * * 2", alias="ELT_SCHEDULE_CRON")
     schedule_timezone: str = Field("Europe/Moscow", alias="ELT_SCHEDULE_TIMEZONE")
 
@@ -79,9 +80,12 @@ class Settings(BaseSettings):
 
     def dbt_env(self) -> dict[str, str]:
         """The environment variables ``dbt_project/profiles.yml`` reads."""
-        return dbt_env_for(
+        env = dbt_env_for(
             self.target, self.duckdb_path, self.postgres_dsn.get_secret_value(), self.timezone
         )
+        env["ELT_DBT_THREADS"] = str(self.dbt_threads)
+        env["ELT_DUPLICATE_ALERT_RATIO"] = str(self.duplicate_alert_ratio)
+        return env
 
 
 class MissingSecretError(RuntimeError):
