@@ -184,6 +184,10 @@ def _signature(items: list[FileItem]) -> str:
     return digest.hexdigest()
 
 
+BATCH_ROWS = 500_000
+"""Rows of changed partitions handed to dlt at a time."""
+
+
 def _partition_value(column: str, rel_path: str) -> str | None:
     match = re.search(rf"(?:^|/){re.escape(column)}=([^/]+)/", rel_path)
     return match.group(1) if match else None
@@ -232,6 +236,17 @@ def _partition_resource(
         loaded_at = dt.datetime.now(dt.UTC)
         load_id = _load_id()
         log_rows: list[dict[str, Any]] = []
+        # Partitions go to dlt in large batches: one item per partition costs more in dlt's
+        # per-item overhead than the rows themselves (hundreds of daily partitions).
+        pending: list[pa.Table] = []
+        pending_rows = 0
+
+        def flush() -> Any:
+            nonlocal pending, pending_rows
+            batch = pa.concat_tables(pending, promote_options="default")
+            pending, pending_rows = [], 0
+            return dlt.mark.with_hints(batch, data_hints, create_table_variant=True)
+
         for value in changed:
             items = by_partition.get(value, [])
             partition_date = dt.date.fromisoformat(value[:10])
@@ -263,9 +278,12 @@ def _partition_resource(
             else:
                 state.pop(value, None)
             logger.info("%s %s=%s: %d rows", table, column, value, rows)
-            yield dlt.mark.with_hints(
-                _with_load_id(data, load_id), data_hints, create_table_variant=True
-            )
+            pending.append(_with_load_id(data, load_id))
+            pending_rows += max(rows, 1)
+            if pending_rows >= BATCH_ROWS:
+                yield flush()
+        if pending:
+            yield flush()
         if log_rows:
             yield dlt.mark.with_hints(log_rows, log_hints, create_table_variant=True)
 

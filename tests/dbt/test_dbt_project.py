@@ -309,7 +309,7 @@ def test_build_is_green_with_only_the_deliberate_warning(warehouse: Warehouse) -
         statuses[result["status"]].append(result["unique_id"])
     assert set(statuses) <= {"success", "pass", "warn", "no-op"}, dict(statuses)
     assert [uid.split(".")[2] for uid in statuses["warn"]] == [
-        "duplicate_ratio_at_most_data_quality_by_file_duplicate_ratio__file_name__0_5"
+        "duplicate_ratio_at_most_alert_ratio"
     ]
     kinds = {uid.split(".")[0] for uid in statuses["success"] + statuses["pass"]}
     assert {"model", "snapshot", "test", "unit_test"} <= kinds

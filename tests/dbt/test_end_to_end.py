@@ -18,7 +18,7 @@ from ingestion import extract_to_lake, load_to_warehouse
 from tests.dbt.manifest_checks import assert_marts_match_manifest
 from tests.dbt.test_dbt_project import TIMEZONE, Warehouse, _env
 
-DUPLICATE_TEST = "duplicate_ratio_at_most_data_quality_by_file_duplicate_ratio__file_name__0_5"
+DUPLICATE_TEST = "duplicate_ratio_at_most_alert_ratio"
 
 
 def _stages(drop: str, lake: str, warehouse: Warehouse, work: Path, run: int) -> None:
