@@ -63,6 +63,7 @@ class RunSummary:
     dbt_counts: dict[str, int] = field(default_factory=dict)
     dbt_failures: list[str] = field(default_factory=list)
     dbt_warnings: list[str] = field(default_factory=list)
+    dbt_nodes: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     report_url: str | None = None
     success: bool = False
@@ -350,6 +351,16 @@ def _record_load(stage: StageReport, result: Any) -> None:
 
 def _record_dbt(summary: RunSummary, stage: StageReport, result: DbtRunResult) -> None:
     summary.dbt_counts = result.counts()
+    summary.dbt_nodes = [
+        {
+            "node": node.unique_id,
+            "type": node.resource_type,
+            "status": node.status,
+            "seconds": round(node.execution_time, 2),
+            "message": node.message or "",
+        }
+        for node in result.nodes
+    ]
     stage.rows = {"nodes": len(result.nodes)}
     summary.dbt_failures = [f"{n.resource_type} {n.name}: {n.message}" for n in result.failed_nodes]
     summary.dbt_warnings = [f"{n.resource_type} {n.name}: {n.message}" for n in result.warned_nodes]
@@ -365,6 +376,12 @@ def _publish_artifacts(summary: RunSummary) -> None:
             key="stages",
             description="Each stage: status, duration, rows",
         )
+        if summary.dbt_nodes:
+            create_table_artifact(
+                summary.dbt_nodes,
+                key="dbt-nodes",
+                description="Every dbt model, snapshot and test of the build, with its status",
+            )
         if summary.files:
             columns = (
                 "file_name",

@@ -151,6 +151,12 @@ def test_flow_on_duckdb_reconciles_with_the_manifest_and_alerts(
         file_table = artifacts["file-quality"]
         rows = json.loads(file_table) if isinstance(file_table, str) else file_table
         assert {row["file_name"] for row in rows} == set(manifest["files"])
+        dbt_table = artifacts["dbt-nodes"]
+        nodes = json.loads(dbt_table) if isinstance(dbt_table, str) else dbt_table
+        by_node = {row["node"]: row["status"] for row in nodes}
+        assert by_node["model.retail_elt.sales_by_region_product"] == "success"
+        warned = [node for node, status in by_node.items() if status == "warn"]
+        assert len(warned) == 1 and ".duplicate_ratio_at_most_alert_ratio" in warned[0]
 
         # A second run finds nothing new: the marts stay identical.
         before = _query(
