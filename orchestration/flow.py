@@ -478,8 +478,6 @@ def _run_stages(
     full_refresh: bool,
     skip_publish: bool,
 ) -> None:
-    steps: list[tuple[str, Callable[[StageReport], None]]] = []
-
     def do_extract(stage: StageReport) -> None:
         _record_extract(
             summary, stage, extract(source, settings.lake_url, pii_key, options, pipelines_dir)
@@ -515,7 +513,7 @@ def _run_stages(
         stage.rows = {"report_rows": out["report_rows"]}
         stage.detail = "metabase synced" if out["metabase_synced"] else "metabase not configured"
 
-    steps = [
+    steps: list[tuple[str, Callable[[StageReport], None]]] = [
         ("extract", do_extract),
         ("preprocess", do_preprocess),
         ("load", do_load),
