@@ -112,7 +112,24 @@ class Lake:
         """
         return pq.read_table(self.path(rel), columns=columns, filesystem=self.fs, **kwargs)
 
-    def write_table(self, rel: str, table: pa.Table) -> None:
+    def read_tables(
+        self, rels: list[str], columns: list[str] | None = None, **kwargs: Any
+    ) -> pa.Table:
+        """Read several Parquet files relative to the lake root as one table.
+
+        Args:
+            rels: The files relative to the lake root.
+            columns: Columns to read (all when None).
+            **kwargs: More arguments for :func:`pyarrow.parquet.read_table`; ``filters`` skip
+                the row groups whose statistics exclude them.
+
+        Returns:
+            The table.
+        """
+        paths = [self.path(r) for r in rels]
+        return pq.read_table(paths, columns=columns, filesystem=self.fs, **kwargs)
+
+    def write_table(self, rel: str, table: pa.Table, row_group_size: int | None = None) -> None:
         """Write a table as one Parquet file, replacing the file if it exists.
 
         The bytes are produced in memory and written in one go, so a reader never sees a
@@ -121,9 +138,11 @@ class Lake:
         Args:
             rel: The file relative to the lake root.
             table: The table to write.
+            row_group_size: Rows per row group (pyarrow's default when None); small row
+                groups of sorted data let readers skip what a filter excludes.
         """
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
+        pq.write_table(table, buf, compression="zstd", row_group_size=row_group_size)
         full = self.path(rel)
         parent = full.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)

@@ -1,35 +1,41 @@
 """Validate, de-duplicate and pre-aggregate the lake's sales with Dask, incrementally.
 
-The run, step by step (each step a Dask computation over partitions, nothing row-level is
-collected on the driver):
+The run, step by step (each step Dask tasks over pieces of files; only the quarantined rows,
+about 1% of them, come to the driver):
 
 1. **Plan.** List ``raw/sales`` Parquet files not consumed yet, read ``raw/delivered_files``
    and find each sales file's latest version. Files whose latest version differs from the one
    in the state are *changed*. Nothing changed and no new input: return, touching no file.
 2. **Validate** the rows of the changed files' latest versions (only from the new raw files),
-   one partition per piece of a raw file. Valid rows are normalized and staged by sale_id hash
-   bucket; quarantined rows are staged per file.
+   one task per piece of a raw file (pieces sized so that every worker gets an equal share).
+   Valid rows are normalized and staged by sale_id hash bucket; quarantined rows are staged
+   per piece.
 3. **Buckets.** The state keeps the normalized valid rows of the latest version of every file,
    split into ``n_hash_partitions`` sale_id hash buckets
-   (``preprocessed/_state/rows/h=NNN.parquet``). Every row of a sale_id lives in one bucket, so
-   duplicate / superseded / valid is decided per bucket, and only buckets that gain or lose rows
-   are recomputed. Comparing a bucket's valid rows before and after gives the sale dates and
-   months whose aggregates change (a correction weeks later moves both its old and new date).
-4. **Aggregate** the valid rows of the affected dates and months only, and rewrite exactly
-   those partitions of ``daily_sales`` and ``customer_monthly`` (an empty file when a
-   partition lost all its rows). Unaffected partitions are not touched.
-5. **Quarantine and quality.** Replace each changed file's ``quarantine/sales_rows`` file,
+   (``preprocessed/_state/rows/h=NNN.parquet``, sorted by sale date in small row groups). Every
+   row of a sale_id lives in one bucket, so duplicate / superseded / valid is decided per
+   bucket, and within a bucket only for the sale_ids that gain or lose rows. Comparing those
+   rows before and after gives the sale dates and months whose aggregates change (a
+   correction weeks later moves both its old and new date).
+4. **Aggregate** the valid rows of the affected dates and months only: one task per range of
+   dates (or months) reads only the matching row groups of every bucket file, aggregates with
+   Arrow and rewrites exactly those partitions of ``daily_sales`` and ``customer_monthly`` (an
+   empty file when a partition lost all its rows). Unaffected partitions are not touched.
+5. **Quarantine and quality.** Replace each changed file's ``quarantine/sales_rows`` file
+   (the staged quarantined rows are about 1% of the rows: sorted and split on the driver),
    rewrite ``file_quality`` (small), then save the state.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -48,6 +54,7 @@ from dask_preprocess.lake import Lake
 from dask_preprocess.rules import (
     BUCKETS,
     CONTRACT_COLUMNS,
+    ORDER_COLUMNS,
     REASONS,
     TUPLE_COLUMNS,
     assign_buckets,
@@ -63,7 +70,8 @@ PRE = "preprocessed"
 STATE = f"{PRE}/_state"
 QUARANTINE_ROWS = "quarantine/sales_rows"
 STATE_FORMAT = 1
-PIECE_ROWS = 500_000  # rows per validation partition (row groups of a raw file are grouped)
+STATE_ROW_GROUP = 16_384  # rows per row group of the state's bucket files (sorted by sale date)
+PIECE_ROWS = 250_000  # rows per validation partition at most (whole row groups of a raw file)
 EPOCH = date(1970, 1, 1)
 CENT = Decimal("0.01")
 
@@ -86,8 +94,8 @@ STATE_DTYPES: dict[str, str] = {
     "bucket": "str",
 }
 
-DAILY_INPUT = ["sale_date", "store_id", "product_id", "region", "sale_id", "quantity", "amount_e4"]
-MONTHLY_INPUT = ["sale_month", "customer_id", "sale_id", "quantity", "amount_e4", "sale_at_us"]
+_ARROW_OF_DTYPE = {"str": pa.string(), "int64": pa.int64(), "int32": pa.int32()}
+_STATE_ARROW: dict[str, pa.DataType] = {c: _ARROW_OF_DTYPE[t] for c, t in STATE_DTYPES.items()}
 
 MONEY = pa.decimal128(18, 2)
 TS_UTC = pa.timestamp("us", tz="UTC")
@@ -393,22 +401,22 @@ def _validate_piece(
     valid = out[is_valid]
     if not valid.empty:
         hs = valid["h"].to_numpy(dtype="int64")
+        order = np.argsort(hs, kind="stable")
+        # One take in bucket order, then zero-copy slices: one write per bucket.
         table = pa.Table.from_pandas(
             _state_frame(valid.assign(bucket="valid")), preserve_index=False
-        )
-        order = np.argsort(hs, kind="stable")
-        bounds = np.flatnonzero(np.diff(hs[order])) + 1
-        for idx in np.split(order, bounds):
-            h = int(hs[idx[0]])
+        ).take(pa.array(order))
+        for start, end in _runs(hs[order]):
+            h = int(hs[order[start]])
             lake.write_table(
-                f"{staging}/valid/h={h:03d}/part-{piece_id:06d}.parquet", table.take(pa.array(idx))
+                f"{staging}/valid/h={h:03d}/part-{piece_id:06d}.parquet",
+                table.slice(start, end - start),
             )
 
     quarantined = out[~is_valid]
-    for name, part in quarantined.groupby("file_name", sort=True):
+    if not quarantined.empty:
         lake.write_table(
-            f"{staging}/quarantine/{file_key(str(name))}/part-{piece_id:06d}.parquet",
-            _quarantine_table(part),
+            f"{staging}/quarantine/part-{piece_id:06d}.parquet", _quarantine_table(quarantined)
         )
 
     counts = (
@@ -418,6 +426,15 @@ def _validate_piece(
         .rename(columns={"size": "n"})
     )
     return counts.astype({"file_name": "str", "reason": "str", "n": "int64"})
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, end)`` of each run of equal neighbours in ``values`` (sorted or grouped)."""
+    if len(values) == 0:
+        return []
+    cuts = np.flatnonzero(values[1:] != values[:-1]) + 1
+    bounds = [0, *cuts.tolist(), len(values)]
+    return list(itertools.pairwise(bounds))
 
 
 def _quarantine_table(part: pd.DataFrame) -> pa.Table:
@@ -438,6 +455,24 @@ def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(frame[cols], index=False).to_numpy()
 
 
+def _isin(column: pd.Series, values: Any) -> np.ndarray:
+    """Whether each text value is one of ``values`` (Arrow's hash set: fast on many values)."""
+    if column.empty:
+        return np.zeros(0, dtype=bool)
+    found = pc.is_in(pa.array(column, pa.string()), value_set=pa.array(values, pa.string()))
+    return found.fill_null(False).to_numpy(zero_copy_only=False)
+
+
+def _spread(values: np.ndarray, skipped: np.ndarray) -> np.ndarray:
+    """``values`` (one per False of ``skipped``) placed back at the positions of ``skipped``.
+
+    Positions where ``skipped`` is True get False.
+    """
+    out = np.zeros(len(skipped), dtype=bool)
+    out[~skipped] = values
+    return out
+
+
 def _update_hash_bucket(
     h: int,
     lake_url: str,
@@ -448,9 +483,10 @@ def _update_hash_bucket(
     """Recompute duplicate / superseded / valid for one sale_id hash bucket of the state.
 
     Rows of changed files leave the bucket, the staged rows of their new versions come in,
-    and the buckets of all rows are decided again. The new bucket file is written to
-    ``<staging>/rows/``; the run moves it into the state only after the outputs are written, so
-    a run that fails half-way leaves the state as it was and the next run redoes the work.
+    and the sale_ids that gained or lost a row are decided again (the others keep theirs).
+    The new bucket file is written to ``<staging>/rows/``; the run moves it into the state only
+    after the outputs are written, so a run that fails half-way leaves the state as it was and
+    the next run redoes the work.
 
     Returns:
         ``{"h", "path", "counts": [(file_name, bucket, n, units, amount_e4)], "dates",
@@ -467,24 +503,48 @@ def _update_hash_bucket(
         if lake.exists(staged_rel)
         else _state_frame()
     )
-    keep = old[~old["file_name"].isin(changed_files)]
-    rows = pd.concat([keep, staged], ignore_index=True)
-    rows = _state_frame(rows)
-    rows["bucket"] = assign_buckets(rows).astype("str")
-    rows = rows.sort_values(["delivery_day", "file_name", "line_number"], kind="stable")
+    from_changed = _isin(old["file_name"], changed_files)
+    keep = old[~from_changed]
+    rows = _state_frame(pd.concat([keep, staged], ignore_index=True))
+    # Only the sale_ids with a row coming in or going out can change their decision: the
+    # decision for a sale_id depends on its rows alone. The others keep their bucket.
+    if old.empty:
+        redo = np.ones(len(rows), dtype=bool)
+    else:
+        touched = pd.concat([staged["sale_id"], old.loc[from_changed, "sale_id"]]).unique()
+        redo = _isin(rows["sale_id"], touched)
+    if redo.any():
+        rows.loc[redo, "bucket"] = assign_buckets(rows[redo]).astype("str")
+    relabelled = np.zeros(len(rows), dtype=bool)
+    relabelled[: len(keep)] = rows["bucket"].to_numpy()[: len(keep)] != keep["bucket"].to_numpy()
 
-    old_valid = old[old["bucket"] == "valid"]
-    new_valid = rows[rows["bucket"] == "valid"]
-    old_h, new_h = _row_hashes(old_valid), _row_hashes(new_valid)
-    gone = old_valid[~np.isin(old_h, new_h)]
-    added = new_valid[~np.isin(new_h, old_h)]
-    dates = sorted({int(d) for d in pd.concat([gone["sale_date"], added["sale_date"]])})
-    months = sorted({int(m) for m in pd.concat([gone["sale_month"], added["sale_month"]])})
+    # Valid rows that may differ between before and after: rows of changed files (old) or
+    # staged (new), and kept rows whose bucket changed. Every other valid row is in both.
+    old_valid = old["bucket"].to_numpy() == "valid"
+    old_relabelled = _spread(relabelled[: len(keep)], from_changed)
+    old_candidates = old[old_valid & (from_changed | old_relabelled)]
+    new_valid = rows["bucket"].to_numpy() == "valid"
+    is_staged = np.zeros(len(rows), dtype=bool)
+    is_staged[len(keep) :] = True
+    new_candidates = rows[new_valid & (is_staged | relabelled)]
+    if old_candidates.empty or new_candidates.empty:
+        gone, added = old_candidates, new_candidates
+    else:
+        old_h, new_h = _row_hashes(old_candidates), _row_hashes(new_candidates)
+        gone = old_candidates[~np.isin(old_h, new_h)]
+        added = new_candidates[~np.isin(new_h, old_h)]
+    dates = np.unique(np.concatenate([gone["sale_date"], added["sale_date"]])).tolist()
+    months = np.unique(np.concatenate([gone["sale_month"], added["sale_month"]])).tolist()
+    # Sorted by sale date in small row groups: the aggregation reads only the row groups of
+    # the sale dates it needs.
+    rows = rows.sort_values(["sale_date", *ORDER_COLUMNS], kind="stable")
 
     path = None
     if not rows.empty:
         path = f"{staging}/rows/h={h:03d}.parquet"
-        lake.write_table(path, pa.Table.from_pandas(rows, preserve_index=False))
+        lake.write_table(
+            path, pa.Table.from_pandas(rows, preserve_index=False), row_group_size=STATE_ROW_GROUP
+        )
 
     counts = rows.groupby(["file_name", "bucket"], as_index=False).agg(
         n=("sale_id", "size"), units=("quantity", "sum"), amount_e4=("amount_e4", "sum")
@@ -501,22 +561,8 @@ def _update_hash_bucket(
     }
 
 
-DAILY_KEYS = ["sale_date", "store_id", "product_id", "region", "n_sales", "units", "amount_e4"]
-MONTHLY_KEYS = [
-    "customer_id",
-    "sale_month",
-    "n_sales",
-    "units",
-    "amount_e4",
-    "first_us",
-    "last_us",
-]
-
-
-def _empty_aggregate(columns: list[str]) -> pd.DataFrame:
-    """An aggregate with no rows (every valid row of the affected partitions is gone)."""
-    text = {"store_id", "product_id", "region", "customer_id"}
-    return pd.DataFrame({c: pd.Series(dtype="str" if c in text else "int64") for c in columns})
+DAILY_GROUP = ["sale_date", "store_id", "product_id", "region"]
+MONTHLY_GROUP = ["customer_id", "sale_month"]
 
 
 def _bucket_of(path: str) -> int:
@@ -524,38 +570,210 @@ def _bucket_of(path: str) -> int:
     return int(path.rsplit("h=", 1)[1].split(".", 1)[0])
 
 
-def _read_valid(
-    path: str,
+AGGREGATE_TASK_ROWS = 400_000  # valid rows an aggregation task reads at most (about)
+
+
+def _row_group_ranges(
+    lake: Lake, state_paths: list[str], column: str
+) -> list[tuple[int, int, int]]:
+    """``(min, max, rows)`` of ``column`` per row group of the state files (footers only)."""
+    ranges = []
+    for rel in state_paths:
+        with lake.fs.open(lake.path(rel), "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            index = pf.schema_arrow.get_field_index(column)
+            meta = pf.metadata
+            for i in range(meta.num_row_groups):
+                group = meta.row_group(i)
+                stats = group.column(index).statistics
+                if stats is not None and stats.has_min_max:
+                    ranges.append((int(stats.min), int(stats.max), group.num_rows))
+    return ranges
+
+
+def _chunks(
+    values: list[int], ranges: list[tuple[int, int, int]], step: float, min_chunks: int
+) -> list[list[int]]:
+    """Split sorted values into contiguous chunks of about AGGREGATE_TASK_ROWS rows each.
+
+    The rows per value are estimated from the row groups' ranges (rows spread evenly over the
+    range, ``step`` apart); there are at least ``min_chunks`` chunks when there are as many
+    values, so that every worker has work.
+    """
+    if not values:
+        return []
+    weights = np.zeros(len(values))
+    arr = np.asarray(values)
+    for lo, hi, rows in ranges:
+        inside = (arr >= lo) & (arr <= hi)
+        weights[inside] += rows / max(1.0, (hi - lo) / step + 1)
+    total = float(weights.sum())
+    n = max(min(min_chunks, len(values)), int(np.ceil(total / AGGREGATE_TASK_ROWS)))
+    if n <= 1:
+        return [values]
+    # Cut where the cumulative weight crosses each 1/n of the total (every chunk non-empty).
+    cum = np.cumsum(weights) if total > 0 else np.arange(1, len(values) + 1, dtype=float)
+    share = cum[-1] / n
+    labels = np.minimum((cum - weights / 2) // share, n - 1).astype(int)
+    out: list[list[int]] = []
+    for start, end in _runs(labels):
+        out.append(values[start:end])
+    return out
+
+
+def _valid_rows(
+    lake: Lake, state_paths: list[str], column: str, values: list[int], columns: list[str]
+) -> pa.Table:
+    """The state's valid rows whose ``column`` is one of ``values`` (row groups pruned)."""
+    table = lake.read_tables(
+        state_paths,
+        columns=columns,
+        filters=[("bucket", "==", "valid"), (column, "in", values)],
+    )
+    return table.cast(pa.schema([(c, _STATE_ARROW[c]) for c in table.column_names]))
+
+
+def _daily_table(rows: pa.Table, computed_at: datetime) -> pa.Table:
+    """``daily_sales`` rows of valid state rows, sorted by date, store, product, region."""
+    daily = rows.group_by(DAILY_GROUP, use_threads=False).aggregate(
+        [("sale_id", "count"), ("quantity", "sum"), ("amount_e4", "sum")]
+    )
+    return pa.table(
+        {
+            "sale_date": daily["sale_date"].cast(pa.date32()),
+            "store_id": daily["store_id"],
+            "product_id": daily["product_id"],
+            "region": daily["region"],
+            "n_sales": daily["sale_id_count"].cast(pa.int64()),
+            "units": daily["quantity_sum"].cast(pa.int64()),
+            "revenue": _money_array(daily["amount_e4_sum"].to_numpy()),
+            "_computed_at": pa.repeat(pa.scalar(computed_at, TS_UTC), daily.num_rows),
+        },
+        schema=DAILY_SCHEMA,
+    ).sort_by([(c, "ascending") for c in DAILY_GROUP])
+
+
+def _monthly_table(rows: pa.Table, computed_at: datetime) -> pa.Table:
+    """``customer_monthly`` rows of valid state rows, sorted by month and customer."""
+    monthly = rows.group_by(MONTHLY_GROUP, use_threads=False).aggregate(
+        [
+            ("sale_id", "count"),
+            ("quantity", "sum"),
+            ("amount_e4", "sum"),
+            ("sale_at_us", "min"),
+            ("sale_at_us", "max"),
+        ]
+    )
+    return pa.table(
+        {
+            "customer_id": monthly["customer_id"],
+            "sale_month": monthly["sale_month"].cast(pa.date32()),
+            "n_sales": monthly["sale_id_count"].cast(pa.int64()),
+            "units": monthly["quantity_sum"].cast(pa.int64()),
+            "revenue": _money_array(monthly["amount_e4_sum"].to_numpy()),
+            "first_sale_at": monthly["sale_at_us_min"].cast(TS_UTC),
+            "last_sale_at": monthly["sale_at_us_max"].cast(TS_UTC),
+            "_computed_at": pa.repeat(pa.scalar(computed_at, TS_UTC), monthly.num_rows),
+        },
+        schema=CUSTOMER_MONTHLY_SCHEMA,
+    ).sort_by([("sale_month", "ascending"), ("customer_id", "ascending", "at_start")])
+
+
+def _write_split(lake: Lake, table: pa.Table, column: str, zone: str, values: list[int]) -> None:
+    """One file per value of ``column`` (date32), an empty one for a value without rows."""
+    keys = table.column(column).cast(pa.int32()).to_numpy()
+    slices = {int(keys[start]): table.slice(start, end - start) for start, end in _runs(keys)}
+    _write_partitions(
+        lake,
+        {
+            f"{PRE}/{zone}/{column}={_days_to_date(v).isoformat()}/part-0.parquet": slices.get(
+                v, table.slice(0, 0)
+            )
+            for v in values
+        },
+    )
+
+
+def _aggregate_daily(
+    days: list[int],
     lake_url: str,
     storage_options: dict | None,
-    column: str,
-    days: list[int],
-    read_columns: list[str],
-) -> pd.DataFrame:
-    """The valid rows of one state bucket whose ``column`` (sale_date / sale_month) is in days."""
-    lake = Lake(lake_url, storage_options)
-    table = lake.read_table(
-        path,
-        columns=read_columns,
-        filters=[("bucket", "==", "valid"), (column, "in", days)],
-    )
-    frame = table.to_pandas()
-    return frame.astype({c: STATE_DTYPES[c] for c in read_columns})
+    state_paths: list[str],
+    computed_at: datetime,
+) -> int:
+    """Aggregate the valid rows of some sale dates and rewrite their ``daily_sales`` partitions.
 
+    Every date gets its file, an empty one when it has no valid rows any more.
 
-def _write_quarantine(name: str, lake_url: str, storage_options: dict | None, staging: str) -> int:
-    """Replace the quarantine file of one delivered file by its latest version's rows."""
+    Returns:
+        The aggregate rows written.
+    """
     lake = Lake(lake_url, storage_options)
-    key = file_key(name)
-    target = f"{QUARANTINE_ROWS}/{key}.parquet"
-    staged = f"{staging}/quarantine/{key}"
-    if not lake.exists(staged):
-        lake.delete(target)
-        return 0
-    table = lake.read_table(staged).select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
-    table = table.sort_by([("_line_number", "ascending")])
-    lake.write_table(target, table)
+    columns = [*DAILY_GROUP, "sale_id", "quantity", "amount_e4"]
+    table = _daily_table(_valid_rows(lake, state_paths, "sale_date", days, columns), computed_at)
+    _write_split(lake, table, "sale_date", "daily_sales", days)
     return table.num_rows
+
+
+def _aggregate_monthly(
+    months: list[int],
+    lake_url: str,
+    storage_options: dict | None,
+    state_paths: list[str],
+    computed_at: datetime,
+) -> int:
+    """Aggregate the valid rows of some sale months and rewrite their ``customer_monthly``
+    partitions (an empty file for a month without valid rows).
+
+    Returns:
+        The aggregate rows written.
+    """
+    lake = Lake(lake_url, storage_options)
+    columns = [*MONTHLY_GROUP, "sale_id", "quantity", "amount_e4", "sale_at_us"]
+    rows = _valid_rows(lake, state_paths, "sale_month", months, columns)
+    table = _monthly_table(rows, computed_at)
+    _write_split(lake, table, "sale_month", "customer_monthly", months)
+    return table.num_rows
+
+
+def _empty_partitions(lake: Lake, dates: list[int], months: list[int]) -> None:
+    """Write empty ``daily_sales`` / ``customer_monthly`` files for partitions without rows."""
+    now = datetime.now(UTC)
+    _write_split(lake, _daily_table(_STATE_EMPTY, now), "sale_date", "daily_sales", dates)
+    monthly = _monthly_table(_STATE_EMPTY, now)
+    _write_split(lake, monthly, "sale_month", "customer_monthly", months)
+
+
+_STATE_EMPTY = pa.schema([(c, t) for c, t in _STATE_ARROW.items()]).empty_table()
+
+
+def _write_quarantine(lake: Lake, staging: str, changed_files: list[str]) -> int:
+    """Replace the quarantine file of every changed delivered file by its latest version's rows.
+
+    The staged quarantined rows (about 1% of the rows) are read at once, sorted by file and
+    line, and written as one file per delivered file; a changed file without quarantined rows
+    loses its old quarantine file.
+
+    Returns:
+        The quarantined rows written.
+    """
+    staged = f"{staging}/quarantine"
+    slices: dict[str, pa.Table] = {}
+    if lake.exists(staged):
+        table = lake.read_table(staged).select(QUARANTINE_SCHEMA.names).cast(QUARANTINE_SCHEMA)
+        table = table.sort_by([("_file_name", "ascending"), ("_line_number", "ascending")])
+        names = table.column("_file_name").to_numpy(zero_copy_only=False)
+        slices = {str(names[a]): table.slice(a, b - a) for a, b in _runs(names)}
+    writes = {
+        f"{QUARANTINE_ROWS}/{file_key(name)}.parquet": slices[name]
+        for name in changed_files
+        if name in slices
+    }
+    _write_partitions(lake, writes)
+    gone = [n for n in changed_files if n not in slices]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lake.delete, [f"{QUARANTINE_ROWS}/{file_key(n)}.parquet" for n in gone]))
+    return sum(t.num_rows for t in writes.values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -678,24 +896,46 @@ def _delivered_sales_files(lake: Lake, loads: set[str] | None) -> pd.DataFrame:
     return out.drop_duplicates(["file_name", "file_modified_at_us"], keep="last")
 
 
-def _pieces(lake: Lake, paths: list[str]) -> list[tuple[int, str, list[int]]]:
-    """Split raw files into pieces of whole row groups of at most ~PIECE_ROWS rows."""
-    pieces: list[tuple[int, str, list[int]]] = []
+def _pieces(lake: Lake, paths: list[str], slots: int = 1) -> list[tuple[int, str, list[int]]]:
+    """Split raw files into pieces of whole row groups for the workers.
+
+    Pieces hold at most ~PIECE_ROWS rows, and there are at least ``slots`` of them (a multiple
+    of ``slots`` when the row groups allow), so that no worker idles through a last round with
+    a single piece.
+    """
+    metas = []
     for path in paths:
         with lake.fs.open(lake.path(path), "rb") as fh:
             meta = pq.ParquetFile(fh).metadata
+        metas.append((path, [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]))
+    total = sum(sum(groups) for _, groups in metas)
+    if total == 0:
+        return []
+    slots = max(1, slots)
+    wanted = slots * -(-total // (PIECE_ROWS * slots))  # a multiple of slots, ceil
+    pieces: list[tuple[int, str, list[int]]] = []
+    done = 0
+    for path, groups in metas:
         group: list[int] = []
-        size = 0
-        for i in range(meta.num_row_groups):
-            n = meta.row_group(i).num_rows
-            if group and size + n > PIECE_ROWS:
+        current = -1
+        for i, n in enumerate(groups):
+            # The piece a row group falls in, by the position of its middle row.
+            number = min(wanted - 1, (done + n // 2) * wanted // total)
+            if group and number != current:
                 pieces.append((len(pieces), path, group))
-                group, size = [], 0
+                group = []
             group.append(i)
-            size += n
+            current = number
+            done += n
         if group:
             pieces.append((len(pieces), path, group))
     return pieces
+
+
+def _slots(client: Client) -> int:
+    """Worker threads of the cluster (tasks that can run at once)."""
+    workers = client.scheduler_info().get("workers", {})
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
 
 def _latest_versions(
@@ -739,48 +979,10 @@ def _latest_versions(
 # ---------------------------------------------------------------------------------------------
 
 
-def _write_daily(lake: Lake, daily: pd.DataFrame, days: list[int], computed_at: datetime) -> None:
-    groups = {int(k): g for k, g in daily.groupby("sale_date")} if not daily.empty else {}
-    for day in days:
-        part = groups.get(day, daily.iloc[0:0]).sort_values(["store_id", "product_id", "region"])
-        table = pa.table(
-            {
-                "sale_date": pa.array(np.full(len(part), day, dtype="int32")).cast(pa.date32()),
-                "store_id": pa.array(part["store_id"], pa.string()),
-                "product_id": pa.array(part["product_id"], pa.string()),
-                "region": pa.array(part["region"], pa.string()),
-                "n_sales": pa.array(part["n_sales"], pa.int64()),
-                "units": pa.array(part["units"], pa.int64()),
-                "revenue": _money_array(part["amount_e4"]),
-                "_computed_at": pa.array([computed_at] * len(part), TS_UTC),
-            },
-            schema=DAILY_SCHEMA,
-        )
-        iso = _days_to_date(day).isoformat()
-        lake.write_table(f"{PRE}/daily_sales/sale_date={iso}/part-0.parquet", table)
-
-
-def _write_customer_monthly(
-    lake: Lake, monthly: pd.DataFrame, months: list[int], computed_at: datetime
-) -> None:
-    groups = {int(k): g for k, g in monthly.groupby("sale_month")} if not monthly.empty else {}
-    for month in months:
-        part = groups.get(month, monthly.iloc[0:0]).sort_values("customer_id", na_position="first")
-        table = pa.table(
-            {
-                "customer_id": pa.array(part["customer_id"], pa.string()),
-                "sale_month": pa.array(np.full(len(part), month, dtype="int32")).cast(pa.date32()),
-                "n_sales": pa.array(part["n_sales"], pa.int64()),
-                "units": pa.array(part["units"], pa.int64()),
-                "revenue": _money_array(part["amount_e4"]),
-                "first_sale_at": pa.array(part["first_us"], pa.int64()).cast(TS_UTC),
-                "last_sale_at": pa.array(part["last_us"], pa.int64()).cast(TS_UTC),
-                "_computed_at": pa.array([computed_at] * len(part), TS_UTC),
-            },
-            schema=CUSTOMER_MONTHLY_SCHEMA,
-        )
-        iso = _days_to_date(month).isoformat()
-        lake.write_table(f"{PRE}/customer_monthly/sale_month={iso}/part-0.parquet", table)
+def _write_partitions(lake: Lake, tables: dict[str, pa.Table]) -> None:
+    """Write many small partition files at once (Parquet encoding and I/O release the GIL)."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda item: lake.write_table(*item), tables.items()))
 
 
 def _file_quality(files: pd.DataFrame, counts: pd.DataFrame) -> list[FileQuality]:
@@ -978,7 +1180,7 @@ def preprocess_sales(
     computed_at = datetime.now(UTC)
 
     with dask_client(scheduler_address, n_workers=n_workers) as client:
-        pieces = _pieces(lake, new_raw)
+        pieces = _pieces(lake, new_raw, _slots(client))
         raw_versions = VERSIONS_META.copy()
         if pieces:
             logger.info("Reading file versions from %d piece(s) of new raw files", len(pieces))
@@ -1076,75 +1278,40 @@ def preprocess_sales(
             p for p, _ in lake.list_files(f"{STATE}/rows") if _bucket_of(p) not in recomputed
         ] + [r["path"] for r in results if r["path"]]
         logger.info("Aggregating %d affected sale date(s) and %d month(s)", len(dates), len(months))
-        if dates:
-            daily = _empty_aggregate(DAILY_KEYS)
-            if state_paths:
-                daily_ddf = dd.from_map(
-                    _read_valid,
-                    state_paths,
-                    args=(
-                        lake_url,
-                        storage_options,
-                        "sale_date",
-                        dates,
-                        DAILY_INPUT,
-                    ),
-                    meta=_state_frame()[DAILY_INPUT],
-                )
-                daily_agg = (
-                    daily_ddf.groupby(["sale_date", "store_id", "product_id", "region"])
-                    .agg(
-                        n_sales=("sale_id", "count"),
-                        units=("quantity", "sum"),
-                        amount_e4=("amount_e4", "sum"),
-                        split_out=1,
-                    )
-                    .reset_index()
-                )
-                daily = _wait(client, client.compute(daily_agg), show_progress)
-            _write_daily(lake, daily, dates, computed_at)
-        if months:
-            monthly = _empty_aggregate(MONTHLY_KEYS)
-            if state_paths:
-                monthly_ddf = dd.from_map(
-                    _read_valid,
-                    state_paths,
-                    args=(
-                        lake_url,
-                        storage_options,
-                        "sale_month",
-                        months,
-                        MONTHLY_INPUT,
-                    ),
-                    meta=_state_frame()[MONTHLY_INPUT],
-                )
-                monthly_agg = (
-                    monthly_ddf.groupby(["customer_id", "sale_month"], dropna=False)
-                    .agg(
-                        n_sales=("sale_id", "count"),
-                        units=("quantity", "sum"),
-                        amount_e4=("amount_e4", "sum"),
-                        first_us=("sale_at_us", "min"),
-                        last_us=("sale_at_us", "max"),
-                        split_out=1,
-                    )
-                    .reset_index()
-                )
-                monthly = _wait(client, client.compute(monthly_agg), show_progress)
-            _write_customer_monthly(lake, monthly, months, computed_at)
-
-        # 5. Quarantine, quality, state ----------------------------------------------------
-        if changed_names:
+        # One task per range of affected dates (and months): it reads only those row groups
+        # of every bucket file, aggregates and writes the partitions itself.
+        if state_paths:
+            slots = _slots(client)
+            day_chunks = _chunks(
+                dates, _row_group_ranges(lake, state_paths, "sale_date"), 1.0, 2 * slots
+            )
+            month_chunks = _chunks(
+                months, _row_group_ranges(lake, state_paths, "sale_month"), 30.44, slots
+            )
             futures = client.map(
-                _write_quarantine,
-                changed_names,
+                _aggregate_daily,
+                day_chunks,
                 lake_url=lake_url,
                 storage_options=storage_options,
-                staging=staging,
+                state_paths=state_paths,
+                computed_at=computed_at,
+                pure=False,
+            ) + client.map(
+                _aggregate_monthly,
+                month_chunks,
+                lake_url=lake_url,
+                storage_options=storage_options,
+                state_paths=state_paths,
+                computed_at=computed_at,
                 pure=False,
             )
-            client.gather(futures)
+            _wait(client, futures, show_progress)
+        else:  # no valid row left anywhere: every affected partition is emptied
+            _empty_partitions(lake, dates, months)
 
+    # 5. Quarantine, quality, state --------------------------------------------------------
+    if changed_names:
+        _write_quarantine(lake, staging, changed_names)
     files_state = _updated_files_state(files_state, changed, reason_counts)
     quality = _file_quality(files_state, counts_state)
     lake.write_table(
