@@ -231,3 +231,45 @@ def test_missing_pii_key_refuses_to_start(drop: str, tmp_path: Path, key: str | 
     with pytest.raises(MissingPiiKeyError):
         extract_to_lake(drop, str(tmp_path / "lake"), pii_key=key)  # type: ignore[arg-type]
     assert not (tmp_path / "lake").exists()
+
+
+def test_flat_customer_documents_take_the_arrow_path_typed_like_the_lake_table() -> None:
+    """Customers go to dlt as Arrow (no row-by-row normalization) with the lake's types;
+    documents dlt must flatten or coerce keep dlt's own path."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from ingestion.drop_to_lake import _documents_as_arrow
+
+    modified = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    base = {
+        "customer_id": "CU-1",
+        "first_name": "Anna",
+        "birth_date": "1990-05-17",
+        "registered_at": "2024-01-01T10:00:00+03:00",
+        "updated_at": "2026-01-01T00:00:00Z",
+        "loyalty_points": 12,
+        "always_null": None,
+        "_file_name": "customers/customers_2026-01-01.jsonl",
+        "_file_modified_at": modified,
+        "_line_number": 1,
+    }
+    table = _documents_as_arrow(
+        [base, {**base, "customer_id": "CU-2", "birth_date": None}], "customers", "42"
+    )
+    assert table is not None
+    assert table.schema.field("birth_date").type == pa.date32()
+    assert table.schema.field("registered_at").type == pa.timestamp("us", tz="UTC")
+    assert table.column("registered_at")[0].as_py() == dt.datetime(2024, 1, 1, 7, tzinfo=dt.UTC)
+    assert table.column("birth_date").to_pylist() == [dt.date(1990, 5, 17), None]
+    assert table.column("loyalty_points").to_pylist() == [12, 12]  # a field beyond the contract
+    assert "always_null" not in table.column_names  # dlt makes no column for it either
+    assert not table.schema.field("customer_id").nullable
+    assert table.column("_dlt_load_id").to_pylist() == ["42", "42"]
+    # dlt's own path: nested values, a time stamp without an offset, an unparsable date.
+    assert _documents_as_arrow([{**base, "address": {"city": "Omsk"}}], "customers", "1") is None
+    assert (
+        _documents_as_arrow([{**base, "updated_at": "2026-01-01T00:00"}], "customers", "1") is None
+    )
+    assert _documents_as_arrow([{**base, "birth_date": "17.05.1990"}], "customers", "1") is None
