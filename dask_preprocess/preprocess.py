@@ -96,6 +96,7 @@ STATE_DTYPES: dict[str, str] = {
 
 _ARROW_OF_DTYPE = {"str": pa.string(), "int64": pa.int64(), "int32": pa.int32()}
 _STATE_ARROW: dict[str, pa.DataType] = {c: _ARROW_OF_DTYPE[t] for c, t in STATE_DTYPES.items()}
+_STATE_SCHEMA = pa.schema(list(_STATE_ARROW.items()))
 
 MONEY = pa.decimal128(18, 2)
 TS_UTC = pa.timestamp("us", tz="UTC")
@@ -455,22 +456,16 @@ def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(frame[cols], index=False).to_numpy()
 
 
-def _isin(column: pd.Series, values: Any) -> np.ndarray:
-    """Whether each text value is one of ``values`` (Arrow's hash set: fast on many values)."""
-    if column.empty:
-        return np.zeros(0, dtype=bool)
-    found = pc.is_in(pa.array(column, pa.string()), value_set=pa.array(values, pa.string()))
-    return found.fill_null(False).to_numpy(zero_copy_only=False)
+def _state_table(lake: Lake, rel: str) -> pa.Table:
+    """A state or staged rows file (or folder) as Arrow with the state's column types."""
+    if not lake.exists(rel):
+        return _STATE_SCHEMA.empty_table()
+    return lake.read_table(rel).select(_STATE_SCHEMA.names).cast(_STATE_SCHEMA)
 
 
-def _spread(values: np.ndarray, skipped: np.ndarray) -> np.ndarray:
-    """``values`` (one per False of ``skipped``) placed back at the positions of ``skipped``.
-
-    Positions where ``skipped`` is True get False.
-    """
-    out = np.zeros(len(skipped), dtype=bool)
-    out[~skipped] = values
-    return out
+def _mask_in(column: pa.ChunkedArray | pa.Array, values: pa.Array) -> pa.Array:
+    """Whether each value of ``column`` is in ``values`` (nulls are not)."""
+    return pc.fill_null(pc.is_in(column, value_set=values), False)
 
 
 def _update_hash_bucket(
@@ -483,10 +478,11 @@ def _update_hash_bucket(
     """Recompute duplicate / superseded / valid for one sale_id hash bucket of the state.
 
     Rows of changed files leave the bucket, the staged rows of their new versions come in,
-    and the sale_ids that gained or lost a row are decided again (the others keep theirs).
-    The new bucket file is written to ``<staging>/rows/``; the run moves it into the state only
-    after the outputs are written, so a run that fails half-way leaves the state as it was and
-    the next run redoes the work.
+    and the sale_ids that gained or lost a row are decided again; the other rows keep their
+    bucket and stay in Arrow (an incremental run touches few of a bucket's sale_ids). The new
+    bucket file is written to ``<staging>/rows/``; the run moves it into the state only after
+    the outputs are written, so a run that fails half-way leaves the state as it was and the
+    next run redoes the work.
 
     Returns:
         ``{"h", "path", "counts": [(file_name, bucket, n, units, amount_e4)], "dates",
@@ -494,39 +490,42 @@ def _update_hash_bucket(
         and months (as day numbers) whose valid rows changed.
     """
     lake = Lake(lake_url, storage_options)
-    state_rel = f"{STATE}/rows/h={h:03d}.parquet"
-    old = _state_frame(lake.read_table(state_rel).to_pandas()) if lake.exists(state_rel) else None
-    old = old if old is not None else _state_frame()
-    staged_rel = f"{staging}/valid/h={h:03d}"
-    staged = (
-        _state_frame(lake.read_table(staged_rel).to_pandas())
-        if lake.exists(staged_rel)
-        else _state_frame()
-    )
-    from_changed = _isin(old["file_name"], changed_files)
-    keep = old[~from_changed]
-    rows = _state_frame(pd.concat([keep, staged], ignore_index=True))
+    old = _state_table(lake, f"{STATE}/rows/h={h:03d}.parquet")
+    staged = _state_table(lake, f"{staging}/valid/h={h:03d}")
+    from_changed = _mask_in(old["file_name"], pa.array(changed_files, pa.string()))
+    leaving = old.filter(from_changed)
+    keep = old.filter(pc.invert(from_changed))
     # Only the sale_ids with a row coming in or going out can change their decision: the
-    # decision for a sale_id depends on its rows alone. The others keep their bucket.
-    if old.empty:
-        redo = np.ones(len(rows), dtype=bool)
-    else:
-        touched = pd.concat([staged["sale_id"], old.loc[from_changed, "sale_id"]]).unique()
-        redo = _isin(rows["sale_id"], touched)
-    if redo.any():
-        rows.loc[redo, "bucket"] = assign_buckets(rows[redo]).astype("str")
-    relabelled = np.zeros(len(rows), dtype=bool)
-    relabelled[: len(keep)] = rows["bucket"].to_numpy()[: len(keep)] != keep["bucket"].to_numpy()
+    # decision for a sale_id depends on its rows alone.
+    touched = pc.unique(
+        pa.chunked_array(
+            [*staged["sale_id"].chunks, *leaving["sale_id"].chunks], type=pa.string()
+        ).combine_chunks()
+    )
+    redo_mask = _mask_in(keep["sale_id"], touched)
+    untouched = keep.filter(pc.invert(redo_mask))
+    redo_old = _state_frame(keep.filter(redo_mask).to_pandas())
+    redo = _state_frame(pd.concat([redo_old, _state_frame(staged.to_pandas())], ignore_index=True))
+    if not redo.empty:
+        redo["bucket"] = assign_buckets(redo).astype("str")
+    n_old = len(redo_old)
+    relabelled = np.zeros(len(redo), dtype=bool)
+    relabelled[:n_old] = redo["bucket"].to_numpy()[:n_old] != redo_old["bucket"].to_numpy()
 
-    # Valid rows that may differ between before and after: rows of changed files (old) or
-    # staged (new), and kept rows whose bucket changed. Every other valid row is in both.
-    old_valid = old["bucket"].to_numpy() == "valid"
-    old_relabelled = _spread(relabelled[: len(keep)], from_changed)
-    old_candidates = old[old_valid & (from_changed | old_relabelled)]
-    new_valid = rows["bucket"].to_numpy() == "valid"
-    is_staged = np.zeros(len(rows), dtype=bool)
-    is_staged[len(keep) :] = True
-    new_candidates = rows[new_valid & (is_staged | relabelled)]
+    # Valid rows that may differ between before and after: the leaving rows and re-decided
+    # kept rows whose bucket changed (before), the staged rows and those same kept rows
+    # (after). Every other valid row is in both.
+    leaving_frame = _state_frame(leaving.to_pandas())
+    old_candidates = pd.concat(
+        [
+            leaving_frame[leaving_frame["bucket"] == "valid"],
+            redo_old[(redo_old["bucket"] == "valid").to_numpy() & relabelled[:n_old]],
+        ],
+        ignore_index=True,
+    )
+    is_staged = np.zeros(len(redo), dtype=bool)
+    is_staged[n_old:] = True
+    new_candidates = redo[(redo["bucket"] == "valid").to_numpy() & (is_staged | relabelled)]
     if old_candidates.empty or new_candidates.empty:
         gone, added = old_candidates, new_candidates
     else:
@@ -535,27 +534,34 @@ def _update_hash_bucket(
         added = new_candidates[~np.isin(new_h, old_h)]
     dates = np.unique(np.concatenate([gone["sale_date"], added["sale_date"]])).tolist()
     months = np.unique(np.concatenate([gone["sale_month"], added["sale_month"]])).tolist()
+
+    redone = pa.Table.from_pandas(redo, preserve_index=False).cast(_STATE_SCHEMA)
+    rows = pa.concat_tables([untouched, redone])
     # Sorted by sale date in small row groups: the aggregation reads only the row groups of
     # the sale dates it needs.
-    rows = rows.sort_values(["sale_date", *ORDER_COLUMNS], kind="stable")
+    rows = rows.sort_by([(c, "ascending") for c in ("sale_date", *ORDER_COLUMNS)])
 
     path = None
-    if not rows.empty:
+    if rows.num_rows:
         path = f"{staging}/rows/h={h:03d}.parquet"
-        lake.write_table(
-            path, pa.Table.from_pandas(rows, preserve_index=False), row_group_size=STATE_ROW_GROUP
-        )
+        lake.write_table(path, rows, row_group_size=STATE_ROW_GROUP)
 
-    counts = rows.groupby(["file_name", "bucket"], as_index=False).agg(
-        n=("sale_id", "size"), units=("quantity", "sum"), amount_e4=("amount_e4", "sum")
+    counts = rows.group_by(["file_name", "bucket"], use_threads=False).aggregate(
+        [("sale_id", "count"), ("quantity", "sum"), ("amount_e4", "sum")]
     )
     return {
         "h": h,
         "path": path,
-        "counts": [
-            (str(r.file_name), str(r.bucket), int(r.n), int(r.units), int(r.amount_e4))
-            for r in counts.itertuples(index=False)
-        ],
+        "counts": list(
+            zip(
+                counts["file_name"].to_pylist(),
+                counts["bucket"].to_pylist(),
+                counts["sale_id_count"].to_pylist(),
+                counts["quantity_sum"].to_pylist(),
+                counts["amount_e4_sum"].to_pylist(),
+                strict=True,
+            )
+        ),
         "dates": dates,
         "months": months,
     }
@@ -739,12 +745,11 @@ def _aggregate_monthly(
 def _empty_partitions(lake: Lake, dates: list[int], months: list[int]) -> None:
     """Write empty ``daily_sales`` / ``customer_monthly`` files for partitions without rows."""
     now = datetime.now(UTC)
-    _write_split(lake, _daily_table(_STATE_EMPTY, now), "sale_date", "daily_sales", dates)
-    monthly = _monthly_table(_STATE_EMPTY, now)
+    _write_split(
+        lake, _daily_table(_STATE_SCHEMA.empty_table(), now), "sale_date", "daily_sales", dates
+    )
+    monthly = _monthly_table(_STATE_SCHEMA.empty_table(), now)
     _write_split(lake, monthly, "sale_month", "customer_monthly", months)
-
-
-_STATE_EMPTY = pa.schema([(c, t) for c, t in _STATE_ARROW.items()]).empty_table()
 
 
 def _write_quarantine(lake: Lake, staging: str, changed_files: list[str]) -> int:
