@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from ingestion import extract_to_lake, load_to_warehouse
@@ -297,3 +299,170 @@ def test_reruns_add_nothing_and_changed_partitions_are_replaced(
     assert newer.files_read.get("delivered_files") == 1
     assert warehouse.count("raw_shop.delivered_files") == delivered_before + 1
     assert warehouse.count("raw_shop.customers") == counts["raw_shop.customers"]
+
+
+def _execute(dsn: str, sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def _write_monthly_with_timestamps(lake: str) -> None:
+    """A customer_monthly partition whose timestamps are in a non-UTC zone, one of them null."""
+    moscow = pa.timestamp("us", tz="Europe/Moscow")
+    data = pa.table(
+        {
+            "customer_id": pa.array(["CU-000009", None], pa.string()),
+            "n_sales": pa.array([1, 3], pa.int64()),
+            "units": pa.array([2, 4], pa.int64()),
+            "revenue": pa.array([Decimal("10.50"), Decimal("1.25")], pa.decimal128(18, 2)),
+            "first_sale_at": pa.array(
+                [dt.datetime(2026, 2, 3, 9, 30, 15, 123456, tzinfo=dt.UTC), None], moscow
+            ),
+            "_computed_at": pa.array([dt.datetime(2026, 2, 28, 21, 0, tzinfo=dt.UTC)] * 2, moscow),
+        }
+    )
+    folder = Path(lake) / "preprocessed" / "customer_monthly" / "sale_month=2026-02-01"
+    folder.mkdir(parents=True)
+    pq.write_table(data, folder / "part-0.parquet")
+
+
+@pytest.mark.postgres
+def test_postgres_copies_csv_straight_into_the_final_tables(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    warehouse = Warehouse("postgres", tmp_path, request)
+    _, lake = prepare_lake(tmp_path)
+    _write_monthly_with_timestamps(lake)
+
+    result = load(lake, warehouse, tmp_path, "load1")
+
+    assert result.loader_file_formats == ["csv"]
+    # no staging round trip: dlt never created a staging dataset for the sales tables
+    assert warehouse.rows(
+        "select schema_name from information_schema.schemata "
+        "where schema_name like 'raw_sales%' order by 1"
+    ) == [("raw_sales",)]
+    # the CSV written by pyarrow keeps instants, nulls, decimals and the table's types
+    assert warehouse.rows(
+        "select customer_id, revenue, first_sale_at, _computed_at, _partition_deleted "
+        "from raw_sales.customer_monthly where sale_month = '2026-02-01' order by n_sales"
+    ) == [
+        (
+            "CU-000009",
+            Decimal("10.50"),
+            dt.datetime(2026, 2, 3, 9, 30, 15, 123456, tzinfo=dt.UTC),
+            dt.datetime(2026, 2, 28, 21, 0, tzinfo=dt.UTC),
+            None,
+        ),
+        (None, Decimal("1.25"), None, dt.datetime(2026, 2, 28, 21, 0, tzinfo=dt.UTC), None),
+    ]
+    assert warehouse.rows(
+        "select column_name, data_type, numeric_precision, numeric_scale, is_nullable "
+        "from information_schema.columns where table_schema = 'raw_sales' "
+        "and table_name = 'customer_monthly' "
+        "and column_name in ('revenue', 'first_sale_at', 'sale_month', '_dlt_load_id') "
+        "order by 1"
+    ) == [
+        ("_dlt_load_id", "character varying", None, None, "YES"),
+        ("first_sale_at", "timestamp with time zone", None, None, "YES"),
+        ("revenue", "numeric", 18, 2, "YES"),
+        ("sale_month", "date", None, None, "NO"),
+    ]
+    # the partition log keeps its own columns (not the data table's)
+    assert warehouse.rows(
+        "select column_name from information_schema.columns where table_schema = 'raw_sales' "
+        "and table_name = 'customer_monthly_partitions' order by ordinal_position"
+    ) == [("sale_month",), ("row_count",), ("loaded_at",), ("_dlt_load_id",), ("_dlt_id",)]
+    # shop timestamps travel the same way: the lake's instants, in UTC
+    lake_customers = pq.read_table(next((Path(lake) / "raw" / "customers").glob("*.parquet")))
+    expected = sorted(
+        (r["customer_id"], r["updated_at"])
+        for r in lake_customers.select(["customer_id", "updated_at"]).to_pylist()
+    )
+    assert (
+        sorted(warehouse.rows("select customer_id, updated_at from raw_shop.customers")) == expected
+    )
+
+
+@pytest.mark.postgres
+def test_a_postgres_load_failing_after_the_delete_is_redone_by_the_next_run(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    warehouse = Warehouse("postgres", tmp_path, request)
+    assert warehouse.dsn is not None
+    _, lake = prepare_lake(tmp_path)
+    load(lake, warehouse, tmp_path, "load1")
+    new_day = [
+        {
+            "store_id": "ST-003",
+            "product_id": "PR-0001",
+            "region": "East",
+            "n_sales": 5,
+            "units": 6,
+            "revenue": "539.40",
+        }
+    ]
+    write_partition(lake, "daily_sales", "sale_date", "2026-01-11", new_day, name="part.1.parquet")
+    write_partition(lake, "daily_sales", "sale_date", "2026-01-10", [])
+    write_partition(
+        lake,
+        "customer_monthly",
+        "sale_month",
+        "2026-01-01",
+        [{"customer_id": "CU-000002", "n_sales": 1, "units": 1, "revenue": "9.90"}],
+    )
+    # Postgres itself refuses: first the delete of the replaced partitions (before dlt loads
+    # anything), then the new daily rows (COPY fires the row trigger, after the delete)
+    _execute(
+        warehouse.dsn,
+        "create function raw_sales.refuse() returns trigger language plpgsql as "
+        "$$ begin raise exception 'injected failure on %', tg_op; end $$; "
+        "create trigger refuse before delete on raw_sales.daily_sales "
+        "for each row execute function raw_sales.refuse()",
+    )
+    with pytest.raises(Exception, match="injected failure on DELETE"):
+        load(lake, warehouse, tmp_path, "load2")
+    assert warehouse.count("raw_sales.daily_sales") == 3
+    _execute(
+        warehouse.dsn,
+        "drop trigger refuse on raw_sales.daily_sales; "
+        "create trigger refuse before insert on raw_sales.daily_sales "
+        "for each row execute function raw_sales.refuse()",
+    )
+
+    with pytest.raises(Exception, match="injected failure on INSERT"):
+        load(lake, warehouse, tmp_path, "load2")
+
+    # the failed run deleted the replaced partitions (committed before the COPY failed) ...
+    assert warehouse.count("raw_sales.daily_sales") == 0
+    _execute(warehouse.dsn, "drop trigger refuse on raw_sales.daily_sales")
+
+    # ... and its state was not committed: the next run (same working folder) redoes them all
+    again = load(lake, warehouse, tmp_path, "load2")
+
+    assert again.partitions_replaced == {
+        "daily_sales": ["2026-01-10", "2026-01-11"],
+        "customer_monthly": ["2026-01-01"],
+    }
+    assert warehouse.rows(
+        "select sale_date, store_id, units, revenue from raw_sales.daily_sales"
+    ) == [(dt.date(2026, 1, 11), "ST-003", 6, Decimal("539.40"))]
+    assert warehouse.rows("select customer_id, revenue from raw_sales.customer_monthly") == [
+        ("CU-000002", Decimal("9.90"))
+    ]
+    assert warehouse.rows(
+        "select sale_date, row_count from raw_sales.daily_sales_partitions "
+        f"where _dlt_load_id = '{again.load_ids[-1]}' order by 1"
+    ) == [(dt.date(2026, 1, 10), 0), (dt.date(2026, 1, 11), 1)]
+
+    # and a run after that changes nothing
+    tables = ("raw_sales.daily_sales", "raw_sales.customer_monthly")
+    counts = {t: warehouse.count(t) for t in tables}
+    assert load(lake, warehouse, tmp_path, "load3").partitions_replaced == {}
+    assert {t: warehouse.count(t) for t in tables} == counts
