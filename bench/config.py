@@ -133,7 +133,7 @@ class BenchConfig:
     duckdb_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     dask_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     dlt_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    dbt_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    dbt_threads: int = 4  # the platform's default (ELT_DBT_THREADS)
     sample_rows: int = 50_000
     timezone: str = "Europe/Moscow"
     keep_workdir: bool = True

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     alert_webhook_url: str | None = Field(None, alias="ELT_ALERT_WEBHOOK_URL")
     duplicate_alert_ratio: float = Field(0.5, alias="ELT_DUPLICATE_ALERT_RATIO")
-    dbt_threads: int = Field(2, alias="ELT_DBT_THREADS")
+    dbt_threads: int = Field(4, alias="ELT_DBT_THREADS")
     schedule_cron: str = Field("45 12 * * 2", alias="ELT_SCHEDULE_CRON")
     schedule_timezone: str = Field("Europe/Moscow", alias="ELT_SCHEDULE_TIMEZONE")
 

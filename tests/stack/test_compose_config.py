@@ -28,7 +28,7 @@ OPTIONAL_IN_STACK = {
     "DASK_SCHEDULER_ADDRESS": "a local Dask cluster inside the worker",
     "ELT_DASK_WORKERS": "sized to the worker's machine",
     "ELT_DUPLICATE_ALERT_RATIO": "the contract's 0.5",
-    "ELT_DBT_THREADS": "2 is the default",
+    "ELT_DBT_THREADS": "4 is the default",
     "MB_WAREHOUSE_PORT": "5432 is the default",
     "MB_WAREHOUSE_DB": "elt is the default",
 }
