@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sizes", default="1m,10m", help="sales rows per drop: 1m, 10m, 500k or N")
     p.add_argument("--repeats", type=int, default=3, help="runs per stage (median, min, max)")
+    p.add_argument(
+        "--large-repeats",
+        type=int,
+        default=None,
+        help="runs per stage for sizes of 5 million rows and more (default: --repeats)",
+    )
     p.add_argument("--stages", default=",".join(STAGES), help=f"subset of: {','.join(STAGES)}")
     p.add_argument("--targets", default="duckdb,postgres", help="warehouses: duckdb,postgres")
     p.add_argument(
@@ -66,6 +72,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(
         sizes=parse_sizes(args.sizes),
         repeats=args.repeats,
+        large_repeats=args.large_repeats,
         stages=_list(args.stages),
         targets=_list(args.targets),
         postgres_dsn=args.postgres_dsn,

@@ -83,6 +83,10 @@ def size_label(rows: int) -> str:
     return str(rows)
 
 
+LARGE_SIZE = 5_000_000
+"""Sizes from here on use ``large_repeats``."""
+
+
 @dataclass(frozen=True)
 class Targets:
     """The targets to reach and keep (the issue's numbers)."""
@@ -102,6 +106,8 @@ class BenchConfig:
     Attributes:
         sizes: Sales rows of each drop to generate.
         repeats: Measurements per stage (the report shows the median, min and max).
+        large_repeats: Measurements per stage for sizes of ``LARGE_SIZE`` rows and more (a
+            10-million run of every stage takes about half an hour here); None: ``repeats``.
         stages: Stages to measure (see :data:`STAGES`).
         targets: Warehouse targets: ``duckdb`` and/or ``postgres``.
         postgres_dsn: An existing Postgres (a role that may create databases); None starts a
@@ -122,6 +128,7 @@ class BenchConfig:
 
     sizes: list[int] = field(default_factory=lambda: [1_000_000, 10_000_000])
     repeats: int = 3
+    large_repeats: int | None = None
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     targets: list[str] = field(default_factory=lambda: ["duckdb", "postgres"])
     postgres_dsn: str | None = None
@@ -146,10 +153,16 @@ class BenchConfig:
         bad = sorted(set(self.targets) - {"duckdb", "postgres"})
         if bad:
             raise ValueError(f"unknown target(s) {bad}; use duckdb and/or postgres")
-        if self.repeats < 1:
+        if self.repeats < 1 or (self.large_repeats is not None and self.large_repeats < 1):
             raise ValueError("repeats must be at least 1")
         if self.days < 1:
             raise ValueError("days must be at least 1")
+
+    def repeats_for(self, size: int) -> int:
+        """Measurements per stage for a drop of ``size`` sales rows."""
+        if size >= LARGE_SIZE and self.large_repeats is not None:
+            return self.large_repeats
+        return self.repeats
 
     def wanted(self, stage: str) -> bool:
         """Whether ``stage`` is selected and its warehouse target too."""

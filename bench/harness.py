@@ -286,7 +286,7 @@ class Harness:
         *,
         reference: bool = False,
     ) -> None:
-        repeats = self.config.repeats if result.reported else 1
+        repeats = self.config.repeats_for(result.size) if result.reported else 1
         for i in range(repeats):
             args = prepare(i)
             logger.info(
@@ -320,6 +320,7 @@ class Harness:
             config={
                 "sizes": config.sizes,
                 "repeats": config.repeats,
+                "repeats_by_size": {size_label(z): config.repeats_for(z) for z in config.sizes},
                 "stages": config.stages,
                 "targets": config.targets,
                 "days": config.days,

@@ -79,7 +79,7 @@ def summary_lines(bench: BenchRun) -> list[str]:
     lines = [
         f"Measured {bench.started_at} on {m['cpu_count']} CPU(s) ({m['cpu_model']}), "
         f"{m['ram_bytes'] / GIB:.0f} GiB RAM, {m['os']}, Python {m['python']}; "
-        f"median of {bench.config['repeats']} run(s).",
+        f"median of {_repeats_text(bench.config)}.",
         "",
     ]
     for c in bench.checks:
@@ -122,7 +122,7 @@ def markdown(bench: BenchRun) -> str:
     c = bench.config
     out += [
         "",
-        f"Run: sizes {', '.join(size_label(s) for s in c['sizes'])}, {c['repeats']} repeat(s), "
+        f"Run: sizes {', '.join(size_label(s) for s in c['sizes'])}, {_repeats_text(c)}, "
         f"{c['days']} delivery days, seed {c['seed']}, time zone {c['timezone']}, Postgres: "
         f"{c['postgres']}; total benchmark time {bench.duration_s / 60:.1f} min.",
         "",
@@ -339,3 +339,12 @@ def load_run(path: Path) -> BenchRun:
         started_at=data["started_at"],
         duration_s=data["duration_s"],
     )
+
+
+def _repeats_text(config: dict[str, Any]) -> str:
+    """``3 run(s)`` or, when sizes differ, ``3 run(s) at 1m, 1 run(s) at 10m``."""
+    by_size = config.get("repeats_by_size") or {}
+    counts = set(by_size.values())
+    if len(counts) <= 1:
+        return f"{next(iter(counts), config['repeats'])} run(s)"
+    return ", ".join(f"{n} run(s) at {label}" for label, n in by_size.items())

@@ -42,6 +42,20 @@ def test_plan_runs_prerequisites_unreported() -> None:
         BenchConfig(stages=["nope"])
 
 
+def test_large_sizes_get_their_own_repeats() -> None:
+    from bench.report import _repeats_text
+
+    config = BenchConfig(sizes=[1_000_000, 10_000_000], repeats=3, large_repeats=1)
+    assert [config.repeats_for(s) for s in config.sizes] == [3, 1]
+    assert BenchConfig(repeats=2).repeats_for(10_000_000) == 2
+    assert _repeats_text({"repeats": 3, "repeats_by_size": {"1m": 3, "10m": 1}}) == (
+        "3 run(s) at 1m, 1 run(s) at 10m"
+    )
+    assert _repeats_text({"repeats": 3, "repeats_by_size": {"1m": 3}}) == "3 run(s)"
+    with pytest.raises(ValueError):
+        BenchConfig(large_repeats=0)
+
+
 @pytest.fixture(scope="module")
 def bench_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
     base = tmp_path_factory.mktemp("bench")
