@@ -56,7 +56,8 @@ REFERENCE_OF: dict[str, str] = {
     "dbt_duckdb": "the SQL dbt compiled, run directly in DuckDB (no dbt)",
     "dbt_postgres": "the SQL dbt compiled, run directly in Postgres (no dbt)",
     "e2e": "sum of the references of extract, preprocess, load_duckdb, dbt_duckdb",
-    "incremental": "the full run (e2e) on the same drop without the new day",
+    "incremental": "the full run (e2e) on the same drop without the new day; the new day runs "
+    "in the full run's folder (same lake, warehouse and dbt target, as a deployment's next run)",
 }
 
 
@@ -693,16 +694,19 @@ class Harness:
         from generator import append_days
 
         w: Path = s["w"]
-        base = w / "incremental"
-        drop = base / "drop"
+        # The new day runs in the end-to-end run's own folder (lake, warehouse, dbt target with
+        # its partial-parse file: the same paths, as the next weekly run of a deployment sees
+        # them); a pristine copy restores that folder before each repeat.
+        base: Path = s["e2e"]
+        pristine = w / "e2e_pristine"
+        drop = w / "incremental" / "drop"
         new_rows: list[int] = []
+        _copy(base, pristine)
 
         def prepare(_: int) -> dict[str, Any]:
-            _rm(base)
+            _copy(pristine, base)
             _copy(s["drop"], drop)
             _copy(Path(f"{s['drop']}.manifest.json"), Path(f"{drop}.manifest.json"))
-            _copy(s["e2e"] / "lake", base / "lake")
-            _copy(s["e2e"] / "wh.duckdb", base / "wh.duckdb")
             before = set(json.loads(Path(f"{drop}.manifest.json").read_text())["files"])
             manifest = append_days(str(drop), 1)
             added = [f for f in manifest["files"] if f not in before]

@@ -191,13 +191,14 @@ def _profile_incremental(harness: Harness, w: Any, size: int) -> str:
     from bench.harness import _copy, _rm
     from generator import append_days
 
-    base = w / "incremental_profile"
-    _rm(base)
-    _copy(w / "drop", base / "drop")
-    _copy(Path(f"{w / 'drop'}.manifest.json"), Path(f"{base / 'drop'}.manifest.json"))
-    _copy(w / "e2e" / "lake", base / "lake")
-    _copy(w / "e2e" / "wh.duckdb", base / "wh.duckdb")
-    append_days(str(base / "drop"), 1)
-    args = harness._e2e_args(size, base, base / "drop")
+    # As the incremental stage: the new day runs in the end-to-end run's folder, restored.
+    drop = w / "incremental_profile" / "drop"
+    _rm(drop.parent)
+    _copy(w / "drop", drop)
+    _copy(Path(f"{w / 'drop'}.manifest.json"), Path(f"{drop}.manifest.json"))
+    if (w / "e2e_pristine").exists():
+        _copy(w / "e2e_pristine", w / "e2e")
+    append_days(str(drop), 1)
+    args = harness._e2e_args(size, w / "e2e", drop)
     m = harness._measure("pipeline", args, profile=True)
     return str(m.info.get("profile", ""))
