@@ -580,20 +580,21 @@ AGGREGATE_TASK_ROWS = 400_000  # valid rows an aggregation task reads at most (a
 
 
 def _row_group_ranges(
-    lake: Lake, state_paths: list[str], column: str
-) -> list[tuple[int, int, int]]:
-    """``(min, max, rows)`` of ``column`` per row group of the state files (footers only)."""
-    ranges = []
+    lake: Lake, state_paths: list[str], columns: list[str]
+) -> dict[str, list[tuple[int, int, int]]]:
+    """``(min, max, rows)`` of each column per row group of the state files (footers only)."""
+    ranges: dict[str, list[tuple[int, int, int]]] = {c: [] for c in columns}
     for rel in state_paths:
         with lake.fs.open(lake.path(rel), "rb") as fh:
             pf = pq.ParquetFile(fh)
-            index = pf.schema_arrow.get_field_index(column)
+            indexes = {c: pf.schema_arrow.get_field_index(c) for c in columns}
             meta = pf.metadata
             for i in range(meta.num_row_groups):
                 group = meta.row_group(i)
-                stats = group.column(index).statistics
-                if stats is not None and stats.has_min_max:
-                    ranges.append((int(stats.min), int(stats.max), group.num_rows))
+                for column, index in indexes.items():
+                    stats = group.column(index).statistics
+                    if stats is not None and stats.has_min_max:
+                        ranges[column].append((int(stats.min), int(stats.max), group.num_rows))
     return ranges
 
 
@@ -700,56 +701,44 @@ def _write_split(lake: Lake, table: pa.Table, column: str, zone: str, values: li
     )
 
 
-def _aggregate_daily(
-    days: list[int],
+#: Per partition column: the zone it partitions, the state columns read, the aggregate.
+_AGGREGATES: dict[str, tuple[str, list[str], Any]] = {
+    "sale_date": ("daily_sales", [*DAILY_GROUP, "sale_id", "quantity", "amount_e4"], _daily_table),
+    "sale_month": (
+        "customer_monthly",
+        [*MONTHLY_GROUP, "sale_id", "quantity", "amount_e4", "sale_at_us"],
+        _monthly_table,
+    ),
+}
+
+
+def _aggregate_partitions(
+    values: list[int],
+    column: str,
     lake_url: str,
     storage_options: dict | None,
     state_paths: list[str],
     computed_at: datetime,
 ) -> int:
-    """Aggregate the valid rows of some sale dates and rewrite their ``daily_sales`` partitions.
+    """Aggregate the valid rows of some sale dates (``column`` ``sale_date``) or months
+    (``sale_month``) and rewrite their ``daily_sales`` / ``customer_monthly`` partitions.
 
-    Every date gets its file, an empty one when it has no valid rows any more.
-
-    Returns:
-        The aggregate rows written.
-    """
-    lake = Lake(lake_url, storage_options)
-    columns = [*DAILY_GROUP, "sale_id", "quantity", "amount_e4"]
-    table = _daily_table(_valid_rows(lake, state_paths, "sale_date", days, columns), computed_at)
-    _write_split(lake, table, "sale_date", "daily_sales", days)
-    return table.num_rows
-
-
-def _aggregate_monthly(
-    months: list[int],
-    lake_url: str,
-    storage_options: dict | None,
-    state_paths: list[str],
-    computed_at: datetime,
-) -> int:
-    """Aggregate the valid rows of some sale months and rewrite their ``customer_monthly``
-    partitions (an empty file for a month without valid rows).
+    Every value gets its file, an empty one when it has no valid rows any more; with no state
+    files at all, only empty files are written.
 
     Returns:
         The aggregate rows written.
     """
+    zone, columns, aggregate = _AGGREGATES[column]
     lake = Lake(lake_url, storage_options)
-    columns = [*MONTHLY_GROUP, "sale_id", "quantity", "amount_e4", "sale_at_us"]
-    rows = _valid_rows(lake, state_paths, "sale_month", months, columns)
-    table = _monthly_table(rows, computed_at)
-    _write_split(lake, table, "sale_month", "customer_monthly", months)
-    return table.num_rows
-
-
-def _empty_partitions(lake: Lake, dates: list[int], months: list[int]) -> None:
-    """Write empty ``daily_sales`` / ``customer_monthly`` files for partitions without rows."""
-    now = datetime.now(UTC)
-    _write_split(
-        lake, _daily_table(_STATE_SCHEMA.empty_table(), now), "sale_date", "daily_sales", dates
+    rows = (
+        _valid_rows(lake, state_paths, column, values, columns)
+        if state_paths
+        else _STATE_SCHEMA.empty_table()
     )
-    monthly = _monthly_table(_STATE_SCHEMA.empty_table(), now)
-    _write_split(lake, monthly, "sale_month", "customer_monthly", months)
+    table = aggregate(rows, computed_at)
+    _write_split(lake, table, column, zone, values)
+    return table.num_rows
 
 
 def _write_quarantine(lake: Lake, staging: str, changed_files: list[str]) -> int:
@@ -1285,34 +1274,21 @@ def preprocess_sales(
         logger.info("Aggregating %d affected sale date(s) and %d month(s)", len(dates), len(months))
         # One task per range of affected dates (and months): it reads only those row groups
         # of every bucket file, aggregates and writes the partitions itself.
-        if state_paths:
-            slots = _slots(client)
-            day_chunks = _chunks(
-                dates, _row_group_ranges(lake, state_paths, "sale_date"), 1.0, 2 * slots
-            )
-            month_chunks = _chunks(
-                months, _row_group_ranges(lake, state_paths, "sale_month"), 30.44, slots
-            )
-            futures = client.map(
-                _aggregate_daily,
-                day_chunks,
-                lake_url=lake_url,
-                storage_options=storage_options,
-                state_paths=state_paths,
-                computed_at=computed_at,
-                pure=False,
-            ) + client.map(
-                _aggregate_monthly,
-                month_chunks,
-                lake_url=lake_url,
-                storage_options=storage_options,
-                state_paths=state_paths,
-                computed_at=computed_at,
-                pure=False,
-            )
-            _wait(client, futures, show_progress)
-        else:  # no valid row left anywhere: every affected partition is emptied
-            _empty_partitions(lake, dates, months)
+        slots = _slots(client)
+        ranges = _row_group_ranges(lake, state_paths, ["sale_date", "sale_month"])
+        work = [(c, "sale_date") for c in _chunks(dates, ranges["sale_date"], 1.0, 2 * slots)]
+        work += [(c, "sale_month") for c in _chunks(months, ranges["sale_month"], 30.44, slots)]
+        futures = client.map(
+            _aggregate_partitions,
+            [values for values, _ in work],
+            [column for _, column in work],
+            lake_url=lake_url,
+            storage_options=storage_options,
+            state_paths=state_paths,
+            computed_at=computed_at,
+            pure=False,
+        )
+        _wait(client, futures, show_progress)
 
     # 5. Quarantine, quality, state --------------------------------------------------------
     if changed_names:

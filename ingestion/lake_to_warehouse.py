@@ -229,9 +229,6 @@ def _signature(items: list[FileItem]) -> str:
 
 BATCH_ROWS = 500_000
 """Rows of changed partitions handed to dlt at a time (DuckDB)."""
-PARALLEL_PIPELINES = True
-"""Postgres: run the shop pipeline in a thread beside the sales one (one pipeline per thread is
-supported by dlt); the shop load waits on the server while the sales files are read."""
 READ_THREADS = 2
 """Threads reading lake files and writing CSV files (Arrow's C++ code releases the GIL)."""
 CSV_ROWS = 250_000
@@ -673,9 +670,12 @@ def load_to_warehouse(
 
         shop = (SHOP_PIPELINE_NAME, shop_dataset, shop_source(fs, lake_root, stats, csv_dir))
         sales = (SALES_PIPELINE_NAME, sales_dataset, sales_source(fs, lake_root, stats, csv_dir))
-        if csv_dir is None or not PARALLEL_PIPELINES:
+        if csv_dir is None:
             infos = [run(*shop), run(*sales)]
         else:
+            # Postgres: the shop pipeline runs in a thread beside the sales one (one pipeline
+            # per thread is supported by dlt); its load waits on the server while the sales
+            # files are read.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-shop") as pool:
                 shop_info = pool.submit(run, *shop)
                 sales_info = run(*sales)
