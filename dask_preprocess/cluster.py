@@ -43,6 +43,7 @@ def dask_client(
     *,
     n_workers: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    processes: bool = True,
 ) -> Iterator[Client]:
     """A Dask client: to ``scheduler_address`` when given, else to a new local cluster.
 
@@ -55,6 +56,9 @@ def dask_client(
             a local cluster that is closed on exit.
         n_workers: Local worker processes (default: sized to the machine).
         memory_budget_bytes: Memory of all local workers together.
+        processes: Worker processes (the default); False runs one worker with a thread per
+            worker slot inside this process, which starts in a fraction of the time and
+            suits small inputs (Arrow and Parquet work releases the GIL).
 
     Yields:
         A connected :class:`distributed.Client`.
@@ -65,6 +69,20 @@ def dask_client(
             yield client
         return
     workers, limit = local_cluster_size(n_workers, memory_budget_bytes)
+    if not processes:
+        logger.info("Starting an in-process Dask cluster: %d thread(s)", workers)
+        with (
+            LocalCluster(
+                n_workers=1,
+                threads_per_worker=workers,
+                processes=False,
+                memory_limit=limit * workers,
+                dashboard_address=":0",
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
     logger.info(
         "Starting a local Dask cluster: %d worker process(es), %.0f MiB each",
         workers,

@@ -11,12 +11,14 @@ about 1% of them, come to the driver):
    Valid rows are normalized and staged by sale_id hash bucket; quarantined rows are staged
    per piece.
 3. **Buckets.** The state keeps the normalized valid rows of the latest version of every file,
-   split into ``n_hash_partitions`` sale_id hash buckets
-   (``preprocessed/_state/rows/h=NNN.parquet``, sorted by sale date in small row groups). Every
-   row of a sale_id lives in one bucket, so duplicate / superseded / valid is decided per
-   bucket, and within a bucket only for the sale_ids that gain or lose rows. Comparing those
-   rows before and after gives the sale dates and months whose aggregates change (a
-   correction weeks later moves both its old and new date).
+   split into ``n_hash_partitions`` sale_id hash buckets. Every row of a sale_id lives in one
+   bucket, so duplicate / superseded / valid is decided per bucket, and within a bucket only
+   for the sale_ids that gain or lose rows. A bucket is a few immutable segments (one per run
+   that added rows, sorted by sale date in small row groups) plus labels that override the
+   bucket of earlier rows a later run re-decided or removed; a run appends its segment and
+   labels, and compacts a bucket only when it has too many of either (see the state section
+   below). Comparing the re-decided rows before and after gives the sale dates and months
+   whose aggregates change (a correction weeks later moves both its old and new date).
 4. **Aggregate** the valid rows of the affected dates and months only: one task per range of
    dates (or months) reads only the matching row groups of every bucket file, aggregates with
    Arrow and rewrites exactly those partitions of ``daily_sales`` and ``customer_monthly`` (an
@@ -69,9 +71,10 @@ RAW_LOADS = "raw/_dlt_loads"
 PRE = "preprocessed"
 STATE = f"{PRE}/_state"
 QUARANTINE_ROWS = "quarantine/sales_rows"
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 1: one rows file per bucket; 2: segments and labels per bucket
 STATE_ROW_GROUP = 16_384  # rows per row group of the state's bucket files (sorted by sale date)
 PIECE_ROWS = 250_000  # rows per validation partition at most (whole row groups of a raw file)
+SMALL_RUN_ROWS = PIECE_ROWS  # new raw rows up to which a local cluster runs in threads
 EPOCH = date(1970, 1, 1)
 CENT = Decimal("0.01")
 
@@ -285,6 +288,11 @@ def _name_day(name: str) -> float:
         return float("nan")
 
 
+def _arrow_state_frame(rows: pa.Table) -> pd.DataFrame:
+    """State rows from Arrow as pandas (an empty table skips the conversion's cost)."""
+    return _state_frame(rows.to_pandas() if rows.num_rows else None)
+
+
 def _state_frame(rows: pd.DataFrame | None = None) -> pd.DataFrame:
     if rows is None:
         rows = pd.DataFrame({c: pd.Series(dtype=t) for c, t in STATE_DTYPES.items()})
@@ -468,44 +476,255 @@ def _mask_in(column: pa.ChunkedArray | pa.Array, values: pa.Array) -> pa.Array:
     return pc.fill_null(pc.is_in(column, value_set=values), False)
 
 
+# ---------------------------------------------------------------------------------------------
+# The de-duplication state: segments and labels per sale_id hash bucket
+# ---------------------------------------------------------------------------------------------
+#
+# A bucket's rows live in immutable *segment* files, each written by one run (its run id is
+# the segment id, also stored in the rows' ``segment`` column) and sorted by sale date in
+# small row groups. A run appends one segment with its new rows; the earlier rows whose
+# decision changed (a later correction supersedes them) or whose file was re-delivered (they
+# are *gone*) get a *label* that overrides what their segment recorded, keyed by
+# (segment, file_name, line_number). ``segments.json`` names each bucket's live segments and
+# labels file: writing it is the commit. A bucket is compacted into one segment when it would
+# have more than MAX_SEGMENTS segments or more labels than COMPACT_LABELS of its rows, so an
+# incremental run writes only its own rows most of the time.
+
+SEGMENTS_MANIFEST = f"{STATE}/segments.json"
+MAX_SEGMENTS = 8  # segments per bucket before it is compacted into one
+COMPACT_LABELS = 0.05  # ... or labels per row of the bucket
+GONE = "gone"  # the label of a row whose file was re-delivered (the row left the state)
+_KEY = ["segment", "file_name", "line_number"]
+_SEGMENT_SCHEMA = _STATE_SCHEMA.append(pa.field("segment", pa.string()))
+_LABELS_SCHEMA = pa.schema(
+    [
+        ("segment", pa.string()),
+        ("file_name", pa.string()),
+        ("line_number", pa.int64()),
+        ("sale_date", pa.int32()),
+        ("sale_month", pa.int32()),
+        ("label", pa.string()),
+    ]
+)
+_NO_SEGMENTS: dict[str, Any] = {"segments": [], "labels": None}
+
+
+def _segment_path(base: str, h: int, segment: str) -> str:
+    """A segment file of bucket ``h`` below ``base`` (the state, or a run's staging folder)."""
+    return f"{base}/rows/h={h:03d}/{segment}.parquet"
+
+
+def _labels_path(base: str, h: int, labels: str) -> str:
+    """The labels file of bucket ``h`` below ``base``."""
+    return f"{base}/labels/h={h:03d}/{labels}.parquet"
+
+
+def _bucket_paths(
+    h: int, live: dict[str, Any], run_id: str | None = None, staging: str | None = None
+) -> tuple[list[str], str | None]:
+    """The segment files and labels file of a bucket; those named ``run_id`` are staged."""
+
+    def base(name: str) -> str:
+        return staging if staging is not None and name == run_id else STATE
+
+    segments = [_segment_path(base(s), h, s) for s in live["segments"]]
+    labels = live["labels"]
+    return segments, (_labels_path(base(labels), h, labels) if labels else None)
+
+
+def _read_manifest(lake: Lake) -> dict[int, dict[str, Any]]:
+    """Each bucket's live segments and labels (``segments.json``; empty for a new state)."""
+    doc = lake.read_json(SEGMENTS_MANIFEST) or {}
+    return {
+        int(h): {"segments": list(v["segments"]), "labels": v["labels"]} for h, v in doc.items()
+    }
+
+
+def _write_manifest(lake: Lake, manifest: dict[int, dict[str, Any]]) -> None:
+    live = {f"{h:03d}": v for h, v in sorted(manifest.items()) if v["segments"]}
+    lake.write_json(SEGMENTS_MANIFEST, live)
+
+
+def _with_segment(table: pa.Table, segment: str) -> pa.Table:
+    """State rows tagged with the segment they are written to."""
+    rows = table.select(_STATE_SCHEMA.names).cast(_STATE_SCHEMA)
+    return rows.append_column("segment", pa.repeat(pa.scalar(segment, pa.string()), len(rows)))
+
+
+def _relabel(rows: pa.Table, labels: pa.Table | None) -> pa.Table:
+    """``rows`` (with ``segment``) with their current bucket: a label overrides the bucket
+    their segment recorded (``gone`` for a row that left; callers drop those)."""
+    if labels is None or labels.num_rows == 0 or rows.num_rows == 0:
+        return rows
+    # Few rows have a label: only those that may have one (a label's segment and line
+    # number) are joined; the bucket column is then patched in place, in row order.
+    maybe = pc.and_(
+        _mask_in(rows["line_number"], pc.unique(labels["line_number"])),
+        _mask_in(rows["segment"], pc.unique(labels["segment"])),
+    )
+    index = np.flatnonzero(maybe.to_numpy(zero_copy_only=False))
+    if not len(index):
+        return rows
+    candidates = rows.select(_KEY).take(pa.array(index)).append_column("_i", pa.array(index))
+    hits = candidates.join(
+        labels.select([*_KEY, "label"]), keys=_KEY, join_type="inner", use_threads=False
+    ).sort_by("_i")
+    if not hits.num_rows:
+        return rows
+    mask = np.zeros(rows.num_rows, dtype=bool)
+    mask[hits["_i"].to_numpy()] = True
+    bucket = pc.replace_with_mask(
+        rows["bucket"].combine_chunks(), pa.array(mask), hits["label"].combine_chunks()
+    )
+    return rows.set_column(rows.schema.get_field_index("bucket"), "bucket", bucket)
+
+
+def _labelled(rows: pa.Table, labels: pa.Table | None) -> pa.Table:
+    """``rows`` with their current bucket, without the rows that left (gone)."""
+    rows = _relabel(rows, labels)
+    if labels is None or rows.num_rows == 0:
+        return rows
+    return rows.filter(pc.not_equal(rows["bucket"], GONE))
+
+
+def _read_labels(lake: Lake, path: str | None, **kwargs: Any) -> pa.Table | None:
+    if path is None:
+        return None
+    return lake.read_table(path, **kwargs).select(_LABELS_SCHEMA.names).cast(_LABELS_SCHEMA)
+
+
+def _label_rows(rows: pa.Table, labels: pa.Array | list[str]) -> pa.Table:
+    """Label entries for state rows (with ``segment``)."""
+    return pa.table(
+        {
+            "segment": rows["segment"],
+            "file_name": rows["file_name"],
+            "line_number": rows["line_number"],
+            "sale_date": rows["sale_date"],
+            "sale_month": rows["sale_month"],
+            "label": pa.array(labels, pa.string()),
+        },
+        schema=_LABELS_SCHEMA,
+    )
+
+
+def _sorted_rows(rows: pa.Table) -> pa.Table:
+    """Sorted by sale date (then delivery order): readers skip the row groups of other dates."""
+    return rows.sort_by([(c, "ascending") for c in ("sale_date", *ORDER_COLUMNS)])
+
+
+def _keys_of_segments(lake: Lake, paths: list[str], columns: list[str]) -> pa.Table:
+    """``columns`` of every row of the segments, with the index of its segment in ``paths``
+    (``_file``) and its position in that file (``_pos``); only those columns are read."""
+    schema = pa.schema(
+        [*(_SEGMENT_SCHEMA.field(c) for c in columns), ("_file", pa.int32()), ("_pos", pa.int64())]
+    )
+    tables = [schema.empty_table()]
+    for index, rel in enumerate(paths):
+        keys = lake.read_table(rel, columns=columns)
+        n = keys.num_rows
+        keys = keys.append_column("_file", pa.array(np.full(n, index, dtype="int32")))
+        keys = keys.append_column("_pos", pa.array(np.arange(n, dtype="int64")))
+        tables.append(keys.cast(schema))
+    return pa.concat_tables(tables)
+
+
+def _rows_at(lake: Lake, rel: str, positions: np.ndarray) -> pa.Table:
+    """The rows of a segment file at ``positions`` (only their row groups are read)."""
+    with lake.fs.open(lake.path(rel), "rb") as fh:
+        pf = pq.ParquetFile(fh)
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        group_of = np.searchsorted(starts, positions, side="right") - 1
+        groups = np.unique(group_of)
+        table = pf.read_row_groups(groups.tolist())
+    read_before = np.concatenate([[0], np.cumsum(np.asarray(sizes)[groups])])
+    local = read_before[np.searchsorted(groups, group_of)] + positions - starts[group_of]
+    rows = table.take(pa.array(local))
+    return rows.select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
+
+
+def _counts(rows: pa.Table) -> pd.DataFrame:
+    """Rows, units and amount per (file, bucket) of state rows."""
+    frame = pd.DataFrame(
+        {
+            "file_name": rows["file_name"].to_numpy(zero_copy_only=False),
+            "bucket": rows["bucket"].to_numpy(zero_copy_only=False),
+            "n": np.ones(rows.num_rows, dtype="int64"),
+            "units": rows["quantity"].to_numpy(zero_copy_only=False),
+            "amount_e4": rows["amount_e4"].to_numpy(zero_copy_only=False),
+        }
+    )
+    return frame.groupby(["file_name", "bucket"], as_index=False)[["n", "units", "amount_e4"]].sum()
+
+
 def _update_hash_bucket(
     h: int,
     lake_url: str,
     storage_options: dict | None,
     staging: str,
     changed_files: list[str],
+    run_id: str,
+    live: dict[str, Any],
+    counts: list[tuple[str, str, int, int, int]],
+    max_segments: int = MAX_SEGMENTS,
+    max_label_ratio: float = COMPACT_LABELS,
 ) -> dict[str, Any]:
     """Recompute duplicate / superseded / valid for one sale_id hash bucket of the state.
 
-    Rows of changed files leave the bucket, the staged rows of their new versions come in,
-    and the sale_ids that gained or lost a row are decided again; the other rows keep their
-    bucket and stay in Arrow (an incremental run touches few of a bucket's sale_ids). The new
-    bucket file is written to ``<staging>/rows/``; the run moves it into the state only after
-    the outputs are written, so a run that fails half-way leaves the state as it was and the
-    next run redoes the work.
+    Rows of changed files leave the bucket (labelled gone), the staged rows of their new
+    versions come in as a new segment, and the sale_ids that gained or lost a row are decided
+    again: the rows whose decision changed get a label. Only the key columns of the bucket
+    are read, then the row groups holding those rows; nothing else is rewritten unless the
+    bucket is compacted. The new files are written below ``staging``; the run moves them into
+    the state and names them in ``segments.json`` only after the outputs are written, so a run
+    that fails half-way leaves the state as it was and the next run redoes the work.
+
+    Args:
+        counts: The bucket's ``(file_name, bucket, n, units, amount_e4)`` before the run.
 
     Returns:
-        ``{"h", "path", "counts": [(file_name, bucket, n, units, amount_e4)], "dates",
-        "months"}``: the new bucket file (None when the bucket is now empty) and the sale dates
-        and months (as day numbers) whose valid rows changed.
+        ``{"h", "live", "compacted", "files", "counts", "dates", "months"}``: the bucket's
+        live segments and labels after the run, the new files (in the staging folder), its
+        counts after the run, and the sale dates and months (as day numbers) whose valid rows
+        changed.
     """
     lake = Lake(lake_url, storage_options)
-    old = _state_table(lake, f"{STATE}/rows/h={h:03d}.parquet")
-    staged = _state_table(lake, f"{staging}/valid/h={h:03d}")
-    from_changed = _mask_in(old["file_name"], pa.array(changed_files, pa.string()))
-    leaving = old.filter(from_changed)
-    keep = old.filter(pc.invert(from_changed))
-    # Only the sale_ids with a row coming in or going out can change their decision: the
-    # decision for a sale_id depends on its rows alone.
+    segment_paths, labels_path = _bucket_paths(h, live)
+    old_labels = _read_labels(lake, labels_path)
+    if old_labels is None:
+        old_labels = _LABELS_SCHEMA.empty_table()
+    staged = _with_segment(_state_table(lake, f"{staging}/valid/h={h:03d}"), run_id)
+
+    # Which old rows leave (their file changed) or must be decided again (their sale_id
+    # gains or loses a row): the decision for a sale_id depends on its rows alone. Rows
+    # already gone may be among them; the labels drop them once read.
+    holds_changed = bool(set(changed_files) & {str(c[0]) for c in counts})
+    columns = ["sale_id", "file_name"] if holds_changed else ["sale_id"]
+    keys = _keys_of_segments(lake, segment_paths, columns)
+    from_changed = (
+        _mask_in(keys["file_name"], pa.array(changed_files, pa.string()))
+        if holds_changed
+        else pa.array(np.zeros(keys.num_rows, dtype=bool))
+    )
     touched = pc.unique(
         pa.chunked_array(
-            [*staged["sale_id"].chunks, *leaving["sale_id"].chunks], type=pa.string()
+            [*staged["sale_id"].chunks, *keys.filter(from_changed)["sale_id"].chunks],
+            type=pa.string(),
         ).combine_chunks()
     )
-    redo_mask = _mask_in(keep["sale_id"], touched)
-    untouched = keep.filter(pc.invert(redo_mask))
-    redo_old = _state_frame(keep.filter(redo_mask).to_pandas())
-    redo = _state_frame(pd.concat([redo_old, _state_frame(staged.to_pandas())], ignore_index=True))
+    wanted = keys.filter(pc.or_(from_changed, _mask_in(keys["sale_id"], touched)))
+    files = wanted["_file"].to_numpy()
+    positions = wanted["_pos"].to_numpy()
+    parts = [
+        _rows_at(lake, segment_paths[i], np.sort(positions[files == i])) for i in np.unique(files)
+    ]
+    old = _labelled(pa.concat_tables(parts), old_labels) if parts else staged.slice(0, 0)
+    leaving_mask = _mask_in(old["file_name"], pa.array(changed_files, pa.string()))
+    leaving = old.filter(leaving_mask)
+    redo_old_rows = old.filter(pc.invert(leaving_mask))
+    redo_old = _arrow_state_frame(redo_old_rows)
+    redo = _state_frame(pd.concat([redo_old, _arrow_state_frame(staged)], ignore_index=True))
     if not redo.empty:
         redo["bucket"] = assign_buckets(redo).astype("str")
     n_old = len(redo_old)
@@ -515,7 +734,7 @@ def _update_hash_bucket(
     # Valid rows that may differ between before and after: the leaving rows and re-decided
     # kept rows whose bucket changed (before), the staged rows and those same kept rows
     # (after). Every other valid row is in both.
-    leaving_frame = _state_frame(leaving.to_pandas())
+    leaving_frame = _arrow_state_frame(leaving)
     old_candidates = pd.concat(
         [
             leaving_frame[leaving_frame["bucket"] == "valid"],
@@ -527,41 +746,81 @@ def _update_hash_bucket(
     is_staged[n_old:] = True
     new_candidates = redo[(redo["bucket"] == "valid").to_numpy() & (is_staged | relabelled)]
     if old_candidates.empty or new_candidates.empty:
-        gone, added = old_candidates, new_candidates
+        gone_rows, added = old_candidates, new_candidates
     else:
         old_h, new_h = _row_hashes(old_candidates), _row_hashes(new_candidates)
-        gone = old_candidates[~np.isin(old_h, new_h)]
+        gone_rows = old_candidates[~np.isin(old_h, new_h)]
         added = new_candidates[~np.isin(new_h, old_h)]
-    dates = np.unique(np.concatenate([gone["sale_date"], added["sale_date"]])).tolist()
-    months = np.unique(np.concatenate([gone["sale_month"], added["sale_month"]])).tolist()
+    dates = np.unique(np.concatenate([gone_rows["sale_date"], added["sale_date"]])).tolist()
+    months = np.unique(np.concatenate([gone_rows["sale_month"], added["sale_month"]])).tolist()
 
-    redone = pa.Table.from_pandas(redo, preserve_index=False).cast(_STATE_SCHEMA)
-    rows = pa.concat_tables([untouched, redone])
-    # Sorted by sale date in small row groups: the aggregation reads only the row groups of
-    # the sale dates it needs.
-    rows = rows.sort_by([(c, "ascending") for c in ("sale_date", *ORDER_COLUMNS)])
+    decided = pa.array(redo["bucket"].to_numpy(), pa.string())
+    at = redo_old_rows.schema.get_field_index("bucket")
+    redone_old = redo_old_rows.set_column(at, "bucket", decided[:n_old])
+    new_rows = staged.set_column(at, "bucket", decided[n_old:])
 
-    path = None
-    if rows.num_rows:
-        path = f"{staging}/rows/h={h:03d}.parquet"
-        lake.write_table(path, rows, row_group_size=STATE_ROW_GROUP)
+    # The counts move by what left or was re-decided (out) and what was decided (in).
+    before = pd.DataFrame(counts, columns=["file_name", "bucket", "n", "units", "amount_e4"])
+    out = _counts(pa.concat_tables([leaving, redo_old_rows]))
+    out[["n", "units", "amount_e4"]] *= -1
+    moved = pd.concat([before, out, _counts(pa.concat_tables([redone_old, new_rows]))])
+    after_counts = moved.groupby(["file_name", "bucket"], as_index=False).sum()
+    after_counts = after_counts[after_counts["n"] != 0]
 
-    counts = rows.group_by(["file_name", "bucket"], use_threads=False).aggregate(
-        [("sale_id", "count"), ("quantity", "sum"), ("amount_e4", "sum")]
+    # New labels: the re-decided old rows whose bucket changed, and the rows that left.
+    changed_mask = pa.array(relabelled[:n_old])
+    new_labels = pa.concat_tables(
+        [
+            _label_rows(redone_old.filter(changed_mask), redone_old.filter(changed_mask)["bucket"]),
+            _label_rows(leaving, [GONE] * leaving.num_rows),
+        ]
     )
+    labels = old_labels
+    if new_labels.num_rows:
+        labels = pa.concat_tables(
+            [
+                labels.join(new_labels.select(_KEY), keys=_KEY, join_type="left anti"),
+                new_labels,
+            ]
+        ).select(_LABELS_SCHEMA.names)
+    total = int(after_counts["n"].sum())
+    n_segments = len(live["segments"]) + (1 if new_rows.num_rows else 0)
+    compact = n_segments > max_segments or labels.num_rows > max_label_ratio * max(total, 1)
+
+    written: list[str] = []
+    if compact:
+        # One segment with every current row: the labels are folded in, gone rows dropped.
+        everything = (
+            lake.read_tables(segment_paths).select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
+            if segment_paths
+            else _SEGMENT_SCHEMA.empty_table()
+        )
+        now = pa.concat_tables([_labelled(everything, labels), new_rows])
+        if now.num_rows:
+            written.append(_segment_path(staging, h, run_id))
+            rows = _sorted_rows(_with_segment(now, run_id))
+            lake.write_table(written[-1], rows, row_group_size=STATE_ROW_GROUP)
+        after = {"segments": [run_id] if now.num_rows else [], "labels": None}
+    else:
+        segments = list(live["segments"])
+        if new_rows.num_rows:
+            segments.append(run_id)
+            written.append(_segment_path(staging, h, run_id))
+            rows = _sorted_rows(new_rows)
+            lake.write_table(written[-1], rows, row_group_size=STATE_ROW_GROUP)
+        labels_name = live["labels"]
+        if new_labels.num_rows:
+            labels_name = run_id
+            written.append(_labels_path(staging, h, run_id))
+            lake.write_table(written[-1], labels)
+        after = {"segments": segments, "labels": labels_name if labels.num_rows else None}
+
     return {
         "h": h,
-        "path": path,
-        "counts": list(
-            zip(
-                counts["file_name"].to_pylist(),
-                counts["bucket"].to_pylist(),
-                counts["sale_id_count"].to_pylist(),
-                counts["quantity_sum"].to_pylist(),
-                counts["amount_e4_sum"].to_pylist(),
-                strict=True,
-            )
-        ),
+        "live": after,
+        "compacted": compact,
+        "files": written,
+        "counts": list(after_counts.itertuples(index=False, name=None)),
         "dates": dates,
         "months": months,
     }
@@ -571,9 +830,15 @@ DAILY_GROUP = ["sale_date", "store_id", "product_id", "region"]
 MONTHLY_GROUP = ["customer_id", "sale_month"]
 
 
+_BUCKET_OF_PATH = re.compile(r"(?:^|/)h=(\d+)(?:/|\.parquet$)")
+
+
 def _bucket_of(path: str) -> int:
-    """The hash bucket of a state file ``.../h=NNN.parquet``."""
-    return int(path.rsplit("h=", 1)[1].split(".", 1)[0])
+    """The hash bucket of a state file (``.../h=NNN.parquet`` or ``.../h=NNN/<id>.parquet``)."""
+    match = _BUCKET_OF_PATH.search(path)
+    if match is None:
+        raise ValueError(f"not a state bucket file: {path}")
+    return int(match.group(1))
 
 
 AGGREGATE_TASK_ROWS = 400_000  # valid rows an aggregation task reads at most (about)
@@ -629,15 +894,23 @@ def _chunks(
 
 
 def _valid_rows(
-    lake: Lake, state_paths: list[str], column: str, values: list[int], columns: list[str]
+    lake: Lake,
+    state_paths: list[str],
+    label_paths: list[str],
+    column: str,
+    values: list[int],
+    columns: list[str],
 ) -> pa.Table:
-    """The state's valid rows whose ``column`` is one of ``values`` (row groups pruned)."""
-    table = lake.read_tables(
-        state_paths,
-        columns=columns,
-        filters=[("bucket", "==", "valid"), (column, "in", values)],
-    )
-    return table.cast(pa.schema([(c, _STATE_ARROW[c]) for c in table.column_names]))
+    """The state's valid rows whose ``column`` is one of ``values`` (row groups pruned), with
+    the labels applied."""
+    wanted = [(column, "in", values)]
+    read = list(dict.fromkeys([*columns, *_KEY, "bucket"]))
+    table = lake.read_tables(state_paths, columns=read, filters=wanted)
+    table = table.cast(pa.schema([_SEGMENT_SCHEMA.field(c) for c in table.column_names]))
+    if label_paths:
+        labels = lake.read_tables(label_paths, filters=wanted)
+        table = _relabel(table, labels.select(_LABELS_SCHEMA.names).cast(_LABELS_SCHEMA))
+    return table.filter(pc.equal(table["bucket"], "valid")).select(columns)
 
 
 def _daily_table(rows: pa.Table, computed_at: datetime) -> pa.Table:
@@ -718,6 +991,7 @@ def _aggregate_partitions(
     lake_url: str,
     storage_options: dict | None,
     state_paths: list[str],
+    label_paths: list[str],
     computed_at: datetime,
 ) -> int:
     """Aggregate the valid rows of some sale dates (``column`` ``sale_date``) or months
@@ -732,7 +1006,7 @@ def _aggregate_partitions(
     zone, columns, aggregate = _AGGREGATES[column]
     lake = Lake(lake_url, storage_options)
     rows = (
-        _valid_rows(lake, state_paths, column, values, columns)
+        _valid_rows(lake, state_paths, label_paths, column, values, columns)
         if state_paths
         else _STATE_SCHEMA.empty_table()
     )
@@ -888,6 +1162,15 @@ def _delivered_sales_files(lake: Lake, loads: set[str] | None) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True).drop(columns=["kind"])
     out["status"] = np.where(out["status"] == "failed", "failed", "loaded")
     return out.drop_duplicates(["file_name", "file_modified_at_us"], keep="last")
+
+
+def _raw_rows(lake: Lake, paths: list[str]) -> int:
+    """Rows of raw Parquet files (from their footers)."""
+    total = 0
+    for path in paths:
+        with lake.fs.open(lake.path(path), "rb") as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
 
 
 def _pieces(lake: Lake, paths: list[str], slots: int = 1) -> list[tuple[int, str, list[int]]]:
@@ -1081,6 +1364,48 @@ def _result(
     )
 
 
+_LEGACY_ROWS = re.compile(r"/rows/h=\d+\.parquet$")
+
+
+def _collect_garbage(lake: Lake, manifest: dict[int, dict[str, Any]]) -> None:
+    """Delete the segment and labels files that ``segments.json`` does not name (replaced by
+    a compaction, or left by a run that failed before its commit)."""
+    live = set()
+    for h, entry in manifest.items():
+        segments, labels = _bucket_paths(h, entry)
+        live.update(segments)
+        if labels:
+            live.add(labels)
+    for zone in ("rows", "labels"):
+        for rel, _ in lake.list_files(f"{STATE}/{zone}"):
+            if rel not in live:
+                lake.delete(rel)
+
+
+def _migrate_state(lake: Lake, meta: dict[str, Any]) -> dict[str, Any]:
+    """Turn a format-1 state (one rows file per bucket) into segments, once.
+
+    The manifest and ``meta.json`` are written before the old files are deleted: a failure
+    half-way leaves either the old state whole or the new one named (the old files are then
+    garbage, collected by the next run).
+    """
+    legacy = [p for p, _ in lake.list_files(f"{STATE}/rows") if _LEGACY_ROWS.search(p)]
+    logger.info("Converting the preprocessing state to segments (%d bucket file(s))", len(legacy))
+    segment = "000000-v1"
+    manifest: dict[int, dict[str, Any]] = {}
+    for rel in legacy:
+        h = _bucket_of(rel)
+        rows = _with_segment(_state_table(lake, rel), segment)
+        lake.write_table(_segment_path(STATE, h, segment), rows, row_group_size=STATE_ROW_GROUP)
+        manifest[h] = {"segments": [segment], "labels": None}
+    _write_manifest(lake, manifest)
+    meta = {**meta, "format": STATE_FORMAT}
+    lake.write_json(f"{STATE}/meta.json", meta)
+    for rel in legacy:
+        lake.delete(rel)
+    return meta
+
+
 def _wait(client: Client, futures: Any, show_progress: bool) -> Any:
     if show_progress:
         progress(futures)
@@ -1101,6 +1426,8 @@ def preprocess_sales(
     n_workers: int | None = None,
     show_progress: bool = True,
     n_hash_partitions: int = 32,
+    max_segments: int = MAX_SEGMENTS,
+    max_label_ratio: float = COMPACT_LABELS,
 ) -> PreprocessResult:
     """Validate, de-duplicate and pre-aggregate the new sales in the lake.
 
@@ -1119,6 +1446,10 @@ def preprocess_sales(
         show_progress: Show Dask progress bars for the long steps (log lines always).
         n_hash_partitions: sale_id hash buckets of the state (fixed when the state is created;
             raise it for far more than ~20 million sales).
+        max_segments: Segments a state bucket may have before a run compacts it into one
+            (each run that adds rows to a bucket adds a segment; 0 compacts at every run).
+        max_label_ratio: Labels (rows re-decided or gone since the bucket's segments were
+            written) per row a bucket may have before a run compacts it.
 
     Returns:
         The per-file quality rows, totals per bucket, quarantine counts by reason, the affected
@@ -1137,6 +1468,8 @@ def preprocess_sales(
                 f"{timezone!r}; clear {lake_url}/{PRE} to rebuild it."
             )
         n_hash_partitions = int(meta["n_hash_partitions"])
+        if int(meta.get("format", 1)) < STATE_FORMAT:
+            meta = _migrate_state(lake, meta)
 
     files_state = _load(lake, f"{STATE}/files.parquet", FILES_DTYPES)
     counts_state = _load(lake, f"{STATE}/bucket_counts.parquet", COUNTS_DTYPES)
@@ -1172,8 +1505,13 @@ def preprocess_sales(
     lake.delete(f"{STATE}/staging", recursive=True)  # what a failed earlier run left
     staging = f"{STATE}/staging/{run_id}"
     computed_at = datetime.now(UTC)
+    manifest = _read_manifest(lake)
 
-    with dask_client(scheduler_address, n_workers=n_workers) as client:
+    # A small run (a new day) computes in threads of this process: starting worker processes
+    # and importing the libraries in each would cost more than its work.
+    new_rows = _raw_rows(lake, new_raw)
+    processes = new_rows > SMALL_RUN_ROWS
+    with dask_client(scheduler_address, n_workers=n_workers, processes=processes) as client:
         pieces = _pieces(lake, new_raw, _slots(client))
         raw_versions = VERSIONS_META.copy()
         if pieces:
@@ -1243,18 +1581,34 @@ def preprocess_sales(
             counts_state.loc[counts_state["file_name"].isin(changed_names), "h"].astype(int)
         )
         hs = sorted(staged_h | holding_changed)
+        counts_of = {
+            int(h): list(
+                part[["file_name", "bucket", "n", "units", "amount_e4"]].itertuples(
+                    index=False, name=None
+                )
+            )
+            for h, part in counts_state[counts_state["h"].isin(hs)].groupby("h")
+        }
         logger.info("Recomputing duplicates and supersessions in %d hash bucket(s)", len(hs))
         results: list[dict[str, Any]] = []
         if hs:
-            futures = client.map(
-                _update_hash_bucket,
-                hs,
-                lake_url=lake_url,
-                storage_options=storage_options,
-                staging=staging,
-                changed_files=changed_names,
-                pure=False,
-            )
+            futures = [
+                client.submit(
+                    _update_hash_bucket,
+                    h,
+                    lake_url,
+                    storage_options,
+                    staging,
+                    changed_names,
+                    run_id,
+                    manifest.get(h, _NO_SEGMENTS),
+                    counts_of.get(h, []),
+                    max_segments,
+                    max_label_ratio,
+                    pure=False,
+                )
+                for h in hs
+            ]
             results = _wait(client, futures, show_progress)
         dates = sorted({d for r in results for d in r["dates"]})
         months = sorted({m for r in results for m in r["months"]})
@@ -1266,11 +1620,18 @@ def preprocess_sales(
         ).astype(COUNTS_DTYPES)
 
         # 4. Aggregate ------------------------------------------------------------------
-        # The valid rows as they are after this run: new bucket files where recomputed.
-        recomputed = {r["h"] for r in results}
-        state_paths = [
-            p for p, _ in lake.list_files(f"{STATE}/rows") if _bucket_of(p) not in recomputed
-        ] + [r["path"] for r in results if r["path"]]
+        # The valid rows as they are after this run: the live segments and labels of every
+        # bucket, this run's still in its staging folder.
+        after = {**manifest, **{r["h"]: r["live"] for r in results}}
+        state_paths: list[str] = []
+        label_paths: list[str] = []
+        for h, live in sorted(after.items()):
+            segments, labels = _bucket_paths(h, live, run_id, staging)
+            state_paths += segments
+            label_paths += [labels] if labels else []
+        compacted = sum(1 for r in results if r["compacted"])
+        if compacted:
+            logger.info("Compacted %d hash bucket(s) into one segment each", compacted)
         logger.info("Aggregating %d affected sale date(s) and %d month(s)", len(dates), len(months))
         # One task per range of affected dates (and months): it reads only those row groups
         # of every bucket file, aggregates and writes the partitions itself.
@@ -1285,6 +1646,7 @@ def preprocess_sales(
             lake_url=lake_url,
             storage_options=storage_options,
             state_paths=state_paths,
+            label_paths=label_paths,
             computed_at=computed_at,
             pure=False,
         )
@@ -1298,15 +1660,16 @@ def preprocess_sales(
     lake.write_table(
         f"{PRE}/file_quality/file_quality.parquet", _file_quality_table(quality, computed_at)
     )
-    # Commit: the recomputed buckets replace the state's, then the bookkeeping that says
-    # which inputs are done (a failure before this point makes the next run redo the work).
-    lake.fs.makedirs(lake.path(f"{STATE}/rows"), exist_ok=True)
+    # Commit: the new segments and labels move into the state, segments.json names them
+    # (the switch), then the bookkeeping that says which inputs are done. A failure before
+    # the switch leaves the state as it was; after it, before the bookkeeping, the next run
+    # takes this run's files as changed again and redoes them (their rows leave first).
     for r in results:
-        target = f"{STATE}/rows/h={r['h']:03d}.parquet"
-        if r["path"]:
-            lake.fs.mv(lake.path(r["path"]), lake.path(target))
-        else:
-            lake.delete(target)
+        for rel in r["files"]:
+            target = STATE + rel[len(staging) :]
+            lake.fs.makedirs(lake.path(target.rsplit("/", 1)[0]), exist_ok=True)
+            lake.fs.mv(lake.path(rel), lake.path(target))
+    _write_manifest(lake, after)
     _save(lake, f"{STATE}/files.parquet", files_state, FILES_DTYPES)
     _save(lake, f"{STATE}/bucket_counts.parquet", counts_state, COUNTS_DTYPES)
     _save(
@@ -1321,6 +1684,7 @@ def preprocess_sales(
             {"format": STATE_FORMAT, "timezone": timezone, "n_hash_partitions": n_hash_partitions},
         )
     lake.delete(staging, recursive=True)
+    _collect_garbage(lake, after)
     result = _result(quality, dates, months, changed_names, True, started)
     logger.info(
         "Preprocessed %d file(s) in %.1f s: %s",

@@ -1,6 +1,7 @@
-{#- Pre-hook of an incremental model keyed by date: before new rows are
-    inserted, delete the dates whose source version (load id) changed,
-    including dates that became empty. Renders nothing on a full build. -#}
+{#- Pre-hook of an incremental model keyed by date (or month): before new
+    rows are inserted, delete the dates whose source version (load id)
+    changed, including dates that became empty. Renders nothing on a full
+    build. -#}
 {% macro delete_replaced_dates(
     versions_relation, date_column='sale_date', version_column='source_load_id'
 ) -%}

@@ -424,4 +424,4 @@ def test_the_only_file_turning_unreadable_empties_its_partitions(
         "preprocessed/customer_monthly/sale_month=2026-01-01/part-0.parquet",
     ):
         assert pq.read_table(tmp_path / rel).num_rows == 0
-    assert not list((tmp_path / "preprocessed/_state/rows").glob("*.parquet"))
+    assert not list((tmp_path / "preprocessed/_state/rows").rglob("*.parquet"))

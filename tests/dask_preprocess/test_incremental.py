@@ -3,12 +3,16 @@ computation over the same raw files; the same on S3."""
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import dask_preprocess.preprocess as preprocess_module
 from dask_preprocess import local_cluster_size, preprocess_sales
 from tests.dask_preprocess.dirty import dirty_stream
 from tests.dask_preprocess.lakebuilder import LakeBuilder, sale
@@ -107,6 +111,109 @@ def test_aggregates_equal_an_independent_duckdb_computation(incremental_lake: Pa
     assert all(t > 10 for t in totals), totals
 
 
+def _state(lake: Path) -> tuple[dict, dict[str, list[str]]]:
+    """``segments.json`` and the labels of every labels file, by label."""
+    state = lake / "preprocessed/_state"
+    manifest = json.loads((state / "segments.json").read_text())
+    labels: dict[str, list[str]] = {}
+    for entry in manifest.values():
+        if entry["labels"]:
+            for path in state.glob(f"labels/h=*/{entry['labels']}.parquet"):
+                for label in pq.read_table(path, columns=["label"])["label"].to_pylist():
+                    labels.setdefault(label, []).append(label)
+    return manifest, labels
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        pytest.param({"max_segments": 1000, "max_label_ratio": float("inf")}, id="never-compact"),
+        pytest.param({"max_segments": 0}, id="compact-every-run"),
+    ],
+)
+def test_segments_and_labels_give_the_same_outputs_as_compaction(
+    policy: dict, incremental_lake: Path, tmp_path: Path, dask_address: str
+) -> None:
+    """Appending segments and labelling re-decided or gone rows, or compacting every bucket
+    at every run, ends in the same outputs as the default run by run (and from scratch)."""
+    lake = LakeBuilder(str(tmp_path))
+    for batch in dirty_stream(seed=7):
+        _deliver(lake, batch)
+        assert_balanced(run(tmp_path, dask_address, **policy))
+    scratch = tmp_path.parent / f"{tmp_path.name}-scratch"
+    shutil.copytree(tmp_path / "raw", scratch / "raw")
+    run(scratch, dask_address)
+    assert _outputs(tmp_path) == _outputs(scratch) == _outputs(incremental_lake)
+    manifest, labels = _state(tmp_path)
+    segments = [len(entry["segments"]) for entry in manifest.values()]
+    if policy["max_segments"] == 0:
+        assert set(segments) == {1} and not labels
+    else:
+        # Every run's rows are still in their own segment; the re-delivered file's old rows
+        # are labelled gone and corrections relabelled earlier rows.
+        assert max(segments) >= 3
+        assert labels.get("gone") and labels.get("superseded"), labels.keys()
+    # Nothing is left that segments.json does not name.
+    named = {
+        f"h={h}/{name}.parquet"
+        for h, entry in manifest.items()
+        for name in [*entry["segments"], *([entry["labels"]] if entry["labels"] else [])]
+    }
+    state = tmp_path / "preprocessed/_state"
+    on_disk = {
+        str(p.relative_to(p.parent.parent))
+        for zone in ("rows", "labels")
+        for p in (state / zone).rglob("*.parquet")
+    }
+    assert on_disk == named
+
+
+def _to_format_1(lake: Path) -> None:
+    """Rewrite a lake's state as format 1 (one rows file per bucket, labels applied)."""
+    state = lake / "preprocessed/_state"
+    manifest = json.loads((state / "segments.json").read_text())
+    for h, entry in manifest.items():
+        rows = pa.concat_tables(
+            [pq.read_table(state / f"rows/h={h}/{s}.parquet") for s in entry["segments"]]
+        ).to_pandas()
+        if entry["labels"]:
+            labels = pq.read_table(state / f"labels/h={h}/{entry['labels']}.parquet").to_pandas()
+            rows = rows.merge(
+                labels[["segment", "file_name", "line_number", "label"]],
+                on=["segment", "file_name", "line_number"],
+                how="left",
+            )
+            rows["bucket"] = rows["label"].fillna(rows["bucket"])
+            rows = rows[rows["bucket"] != "gone"].drop(columns=["label"])
+        table = pa.Table.from_pandas(rows.drop(columns=["segment"]), preserve_index=False)
+        pq.write_table(table, state / f"rows/h={h}.parquet")
+    for zone in ("rows", "labels"):
+        for folder in (state / zone).glob("h=*"):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+    (state / "segments.json").unlink()
+    meta = json.loads((state / "meta.json").read_text())
+    (state / "meta.json").write_text(json.dumps({**meta, "format": 1}))
+
+
+def test_a_format_1_state_is_converted_and_goes_on(
+    incremental_lake: Path, tmp_path: Path, dask_address: str
+) -> None:
+    lake = LakeBuilder(str(tmp_path))
+    batches = dirty_stream(seed=7)
+    for batch in batches[:2]:
+        _deliver(lake, batch)
+        run(tmp_path, dask_address, max_segments=1000, max_label_ratio=float("inf"))
+    _to_format_1(tmp_path)
+    for batch in batches[2:]:
+        _deliver(lake, batch)
+        assert_balanced(run(tmp_path, dask_address))
+    assert _outputs(tmp_path) == _outputs(incremental_lake)
+    state = tmp_path / "preprocessed/_state"
+    assert json.loads((state / "meta.json").read_text())["format"] == 2
+    assert not list((state / "rows").glob("*.parquet"))
+
+
 def test_on_s3(s3, s3_bucket: str, dask_address: str) -> None:
     url = f"s3://{s3_bucket}/lake"
     options = s3.storage_options()
@@ -148,7 +255,22 @@ def test_local_cluster_is_sized_to_stay_under_the_memory_budget() -> None:
     assert local_cluster_size(n_workers=4)[0] == 4
 
 
-def test_starts_its_own_local_cluster_without_an_address(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("small_run_rows", "started"),
+    [(10, "an in-process Dask cluster"), (0, "a local Dask cluster: 1 worker process")],
+)
+def test_starts_its_own_local_cluster_without_an_address(
+    small_run_rows: int,
+    started: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A small run computes in threads of the calling process; a larger one starts worker
+    processes."""
+    monkeypatch.setattr(preprocess_module, "SMALL_RUN_ROWS", small_run_rows)
     LakeBuilder(str(tmp_path)).deliver("sales/sales_2026-01-10.csv.gz", [sale("S1")])
-    result = preprocess_sales(str(tmp_path), n_workers=1, show_progress=True)
+    with caplog.at_level(logging.INFO, logger="dask_preprocess"):
+        result = preprocess_sales(str(tmp_path), n_workers=1, show_progress=True)
     assert result.did_work and result.totals["rows_valid"] == 1
+    assert f"Starting {started}" in caplog.text

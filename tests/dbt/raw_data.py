@@ -5,8 +5,16 @@ The sales are listed one by one (`SALES`); the pre-aggregated raw tables (`daily
 compute every expected mart figure from the same list, independently of the SQL.
 
 State 1 is the first load. State 2 is a second load that corrects sale S09 (moved from
-2026-01-08 to 2026-01-11, so 2026-01-08 becomes empty), adds sale S13 on a new date and a
-new version of customer CU-000002.
+2026-01-08 to 2026-01-11, so 2026-01-08 becomes empty), adds sale S13 on a new date, a late
+sale S18 in a month before every other (December 2025), and removes S14 and S15 (the file
+of 2026-02-04 delivered again without them). It also brings a new version of customer
+CU-000002 and the first document of CU-000005, until then an unknown customer. March 2026 is
+not touched by the second load: its month partition keeps the first load.
+
+What the incremental customer models must get right in state 2: CU-000004's cohort moves
+from March to the new, earlier December; CU-000005's cohort moves from February (its only
+February sale is removed) to March; CU-999998 (unknown, only in the removed sale S14) is
+no longer referenced by any sale, so its unknown member disappears.
 """
 
 from __future__ import annotations
@@ -76,16 +84,34 @@ SALES_1: list[Sale] = [
     _sale("S10", "2026-02-03", "ST-003", "PR-0001", "CU-000001", "South", 2, "179.80"),
     _sale("S11", "2026-02-03", "ST-001", "PR-0002", "CU-000002", "North", 1, "89.90"),
     _sale("S12", "2026-02-04", "ST-002", "PR-0004", None, "North", 1, "120.00"),
+    _sale("S14", "2026-02-04", "ST-004", "PR-0005", "CU-999998", "East", 1, "199.00"),
+    _sale("S15", "2026-02-04", "ST-004", "PR-0005", "CU-000005", "East", 1, "199.00"),
+    _sale("S16", "2026-03-02", "ST-004", "PR-0005", "CU-000005", "East", 2, "398.00"),
+    _sale("S17", "2026-03-02", "ST-004", "PR-0005", "CU-000004", "East", 1, "199.00"),
 ]
 SALES_2: list[Sale] = [
-    s
-    if s.sale_id != "S09"
-    else _sale("S09", "2026-01-11", "ST-001", "PR-0004", "CU-000003", "West", 1, "120.00")
+    (
+        s
+        if s.sale_id != "S09"
+        else _sale("S09", "2026-01-11", "ST-001", "PR-0004", "CU-000003", "West", 1, "120.00")
+    )
     for s in SALES_1
-] + [_sale("S13", "2026-02-05", "ST-005", "PR-0001", "CU-000002", "West", 3, "269.70")]
+    if s.sale_id not in {"S14", "S15"}
+] + [
+    _sale("S13", "2026-02-05", "ST-005", "PR-0001", "CU-000002", "West", 3, "269.70"),
+    _sale("S18", "2025-12-30", "ST-004", "PR-0005", "CU-000004", "East", 1, "199.00"),
+]
 
 # Dates whose partition the second load replaced (2026-01-08 became empty).
-CHANGED_DATES_2 = {dt.date(2026, 1, 8), dt.date(2026, 1, 11), dt.date(2026, 2, 5)}
+CHANGED_DATES_2 = {
+    dt.date(2025, 12, 30),
+    dt.date(2026, 1, 8),
+    dt.date(2026, 1, 11),
+    dt.date(2026, 2, 4),
+    dt.date(2026, 2, 5),
+}
+# Months whose customer_monthly partition the second load replaced (March is kept).
+CHANGED_MONTHS_2 = {day.replace(day=1) for day in CHANGED_DATES_2}
 
 
 def sales_for(state: int) -> list[Sale]:
@@ -283,6 +309,7 @@ def _customer(
 
 # CU-000001 has three versions; CU-000003's version is re-delivered with the same
 # updated_at in a later file (the later file wins); CU-000004's home store is unknown.
+# CU-000005 buys from state 1 on, but its document only comes with the second load.
 CUSTOMERS_1 = [
     (
         _customer(
@@ -341,6 +368,12 @@ CUSTOMERS_2 = [
         ),
         LOAD_2,
     ),
+    (
+        _customer(
+            "CU-000005", "Tula", "ST-004", "2026-02-01T09:00:00+03:00", "2026-02-01", "6" * 64
+        ),
+        LOAD_2,
+    ),
 ]
 
 FILE_QUALITY_COLUMNS = [
@@ -365,11 +398,15 @@ FILES_1 = [
     ("sales/sales_2026-01-10.csv.gz", "2026-01-10", 10, 4, 6, 0, 0, "processed"),
     ("sales/sales_2026-01-11.csv.gz", "2026-01-11", 4, 2, 0, 1, 1, "processed"),
     ("sales/sales_2026-01-12.csv.gz", "2026-01-12", 0, 0, 0, 0, 0, "failed"),
-    ("sales/sales_2026-02-04.csv.gz", "2026-02-04", 3, 3, 0, 0, 0, "processed"),
+    ("sales/sales_2026-02-04.csv.gz", "2026-02-04", 5, 5, 0, 0, 0, "processed"),
+    ("sales/sales_2026-03-02.csv.gz", "2026-03-02", 2, 2, 0, 0, 0, "processed"),
 ]
+# The file of 2026-02-04 is delivered again without S14 and S15; S18 comes late.
 FILES_2 = [
-    *FILES_1,
+    *(f for f in FILES_1 if f[0] != "sales/sales_2026-02-04.csv.gz"),
+    ("sales/sales_2026-02-04.csv.gz", "2026-02-04", 3, 3, 0, 0, 0, "processed"),
     ("sales/sales_2026-02-05.csv.gz", "2026-02-05", 3, 1, 0, 1, 1, "processed"),
+    ("sales/sales_2026-02-06.csv.gz", "2026-02-06", 1, 1, 0, 0, 0, "processed"),
 ]
 DIRTY_FILE = "sales/sales_2026-01-10.csv.gz"  # duplicate ratio 0.6
 
@@ -400,7 +437,9 @@ def _file_rows(state: int) -> list[tuple]:
                     ratio,
                     ratio > 0.5,
                 ),
-                LOAD_1 if name in dict((f[0], f) for f in FILES_1) else LOAD_2,
+                LOAD_1
+                if (name, day, rows_in, valid, dup, sup, quar, status) in FILES_1
+                else LOAD_2,
             )
         )
     return rows
@@ -439,7 +478,7 @@ def _customer_monthly_rows(state: int) -> list[tuple]:
     for (customer, month), sales in sorted(
         groups.items(), key=lambda kv: (kv[0][1], kv[0][0] or "")
     ):
-        load = LOAD_2 if state == 2 else LOAD_1
+        load = LOAD_2 if state == 2 and month in CHANGED_MONTHS_2 else LOAD_1
         first = dt.datetime.combine(min(s.sale_date for s in sales), dt.time(9), UTC)
         last = dt.datetime.combine(max(s.sale_date for s in sales), dt.time(18), UTC)
         rows.append(
@@ -482,11 +521,23 @@ def _partition_counts(state: int) -> dict[dt.date, int]:
     return counts
 
 
+def _month_counts(state: int) -> dict[dt.date, int]:
+    counts: dict[dt.date, int] = defaultdict(int)
+    for row, _load in _customer_monthly_rows(state):
+        counts[row[1]] += 1
+    return counts
+
+
 def _month_partition_rows(state: int) -> list[tuple]:
-    months = sorted({row[1] for row, _ in _customer_monthly_rows(1)})
-    rows = [((m, 1, LOADED_AT[LOAD_1]), LOAD_1) for m in months]
+    rows = [
+        ((month, n, LOADED_AT[LOAD_1]), LOAD_1) for month, n in sorted(_month_counts(1).items())
+    ]
     if state == 2:
-        rows += [((m, 1, LOADED_AT[LOAD_2]), LOAD_2) for m in months]
+        counts = _month_counts(2)
+        rows += [
+            ((month, counts.get(month, 0), LOADED_AT[LOAD_2]), LOAD_2)
+            for month in sorted(CHANGED_MONTHS_2)
+        ]
     return rows
 
 

@@ -2,10 +2,13 @@
 
 Per target, one module-scoped fixture runs the whole story once (each ``dbt`` call costs
 seconds): ``dbt build`` on state 1 of the raw layer, then on state 2 (a correction that
-moves a sale to another date and empties a date, a new date, a new customer version) as an
-incremental run, then a plain re-run and a ``--full-refresh``. The tests assert on what each
-step left in the warehouse against figures computed here in Python from the sales list of
-``tests/dbt/raw_data.py``, independently of the SQL.
+moves a sale to another date and empties a date, a new date, a late sale in an earlier
+month, a re-delivered file without two sales, a new customer version, an unknown customer
+becoming known) as an incremental run, then a plain re-run and a ``--full-refresh`` of every
+model. The tests assert on what each step left in the warehouse against figures computed
+here in Python from the sales list of ``tests/dbt/raw_data.py``, independently of the SQL,
+and that the incremental run left every mart (and every incremental intermediate model)
+exactly as the full refresh builds it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pytest
 
 from elt_settings import dbt_env_for
 from tests.dbt import raw_data
-from tests.dbt.raw_data import CUSTOMERS_1, LOAD_1, LOAD_2, LOADED_AT, PRODUCTS_1, STORES_1, Sale
+from tests.dbt.raw_data import CUSTOMERS_2, LOAD_1, LOAD_2, LOADED_AT, PRODUCTS_1, STORES_1, Sale
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 TIMEZONE = "Europe/Moscow"
@@ -46,6 +49,11 @@ MARTS = {
     "customer_cohorts": "cohort_month, months_since_first",
     "customer_activity_monthly": "sale_month",
     "kpi_overview": "n_stores",
+}
+# The incremental intermediate models: compared with a full refresh like the marts.
+INCREMENTAL_INTERMEDIATE = {
+    "int_customers_historized": "customer_id, valid_from",
+    "int_customer_months_joined_to_cohorts": "customer_id, sale_month",
 }
 
 
@@ -131,21 +139,28 @@ class Warehouse:
         return self.outputs[step]
 
     def read_marts(self, step: str) -> None:
-        """Keep every mart's rows (ordered by its key) as they are after ``step``."""
+        """Keep every mart's and incremental intermediate model's rows (ordered by its key)
+        as they are after ``step``."""
+        relations = {
+            **{f"marts.{name}": key for name, key in MARTS.items()},
+            **{f"intermediate.{name}": key for name, key in INCREMENTAL_INTERMEDIATE.items()},
+        }
         self.marts[step] = {
-            name: [
-                normalize(row) for row in self.query(f"select * from marts.{name} order by {key}")
+            relation.split(".")[1]: [
+                normalize(row) for row in self.query(f"select * from {relation} order by {key}")
             ]
-            for name, key in MARTS.items()
+            for relation, key in relations.items()
         }
 
     def mart(self, step: str, name: str) -> list[dict[str, Any]]:
-        """A mart's rows after ``step`` as dicts."""
+        """A mart's (or incremental intermediate model's) rows after ``step`` as dicts."""
+        schema = "intermediate" if name in INCREMENTAL_INTERMEDIATE else "marts"
         columns = [
             row[0]
             for row in self.query(
-                "select column_name from information_schema.columns where table_schema = 'marts'"
-                f" and table_name = '{name}' order by ordinal_position"
+                "select column_name from information_schema.columns"
+                f" where table_schema = '{schema}' and table_name = '{name}'"
+                " order by ordinal_position"
             )
         ]
         return [dict(zip(columns, row, strict=True)) for row in self.marts[step][name]]
@@ -173,9 +188,8 @@ def _story(warehouse: Warehouse) -> Warehouse:
     warehouse.read_marts("build_2")
     warehouse.dbt("rerun", "run")
     warehouse.read_marts("rerun")
-    # Every other mart is a table rebuilt by any run: only the incremental fact and what
-    # reads it need the full refresh.
-    warehouse.dbt("full_refresh", "run", "--full-refresh", "--select", "fct_daily_sales+")
+    # Every model: the incremental fact, history and customer months, and all they feed.
+    warehouse.dbt("full_refresh", "run", "--full-refresh")
     warehouse.read_marts("full_refresh")
     if warehouse.target == "duckdb":  # target-independent: checked once, to keep the suite fast
         warehouse.dbt("docs", "docs", "generate")
@@ -296,7 +310,58 @@ def expected_daily(sales: list[Sale]) -> list[tuple]:
     return sorted((*k, *v) for k, v in totals.items())
 
 
+def _months_between(first: dt.date, second: dt.date) -> int:
+    return (second.year - first.year) * 12 + second.month - first.month
+
+
+def expected_customer_months(state: int) -> list[dict[str, Any]]:
+    """int_customer_months_joined_to_cohorts, from the sales list of a state."""
+    totals = _totals(
+        [s for s in raw_data.sales_for(state) if s.customer_id],
+        lambda s: (s.customer_id, s.sale_date.replace(day=1)),
+    )
+    cohorts: dict[str, dt.date] = {}
+    for customer, month in totals:
+        cohorts[customer] = min(month, cohorts.get(customer, month))
+    rows = []
+    for (customer, month), (n, units, revenue) in sorted(totals.items()):
+        replaced = state == 2 and month in raw_data.CHANGED_MONTHS_2
+        rows.append(
+            {
+                "customer_id": customer,
+                "sale_month": month,
+                "cohort_month": cohorts[customer],
+                "months_since_first": _months_between(cohorts[customer], month),
+                "n_sales": n,
+                "units": units,
+                "revenue": revenue,
+                "source_load_id": LOAD_2 if replaced else LOAD_1,
+            }
+        )
+    return rows
+
+
 # --- the tests ------------------------------------------------------------------------------
+
+
+def test_raw_data_declares_every_replaced_partition() -> None:
+    """The fixture itself: every date and month whose rows differ between the two states is
+    one the second load replaced (else the raw layer would be inconsistent)."""
+    for rows_of, key, changed in (
+        (raw_data._daily_sales_rows, 0, raw_data.CHANGED_DATES_2),  # by sale_date
+        (raw_data._customer_monthly_rows, 1, raw_data.CHANGED_MONTHS_2),  # by sale_month
+    ):
+        by_partition: list[dict[Any, set]] = [defaultdict(set), defaultdict(set)]
+        for state in (1, 2):
+            for row, _load in rows_of(state):
+                by_partition[state - 1][row[key]].add(row)
+        differing = {
+            p
+            for p in set(by_partition[0]) | set(by_partition[1])
+            if by_partition[0].get(p) != by_partition[1].get(p)
+        }
+        assert differing <= changed
+        assert differing  # the second load really changes something
 
 
 def test_build_is_green_with_only_the_deliberate_warning(warehouse: Warehouse) -> None:
@@ -380,6 +445,52 @@ def test_incremental_run_rebuilt_only_changed_dates_and_equals_full_refresh(
     assert warehouse.marts["full_refresh"] == warehouse.marts["build_2"]
 
 
+def test_incremental_customer_models_took_their_incremental_path(warehouse: Warehouse) -> None:
+    """The customer history and the customer months ran their incremental branch in the
+    second build and the re-run (their full-build branch in the first build and the full
+    refresh); what they hold then is checked against the full refresh above and against
+    the sales list below."""
+    markers = {
+        "int_customers_historized": "changed_customers",
+        "int_customer_months_joined_to_cohorts": "kept_months",
+    }
+    for model, marker in markers.items():
+        compiled = {
+            step: next(
+                r["compiled_code"]
+                for r in warehouse.run_results[step]["results"]
+                if r["unique_id"] == f"model.retail_elt.{model}"
+            )
+            for step in ("build_1", "build_2", "rerun", "full_refresh")
+        }
+        assert marker in compiled["build_2"] and marker in compiled["rerun"], model
+        assert marker not in compiled["build_1"] and marker not in compiled["full_refresh"]
+    for name in [*MARTS, *INCREMENTAL_INTERMEDIATE]:
+        assert warehouse.marts["full_refresh"][name] == warehouse.marts["build_2"][name], name
+
+
+def test_customer_months_equal_the_sales_with_moved_cohorts(warehouse: Warehouse) -> None:
+    """The customer months and cohorts after each build equal an independent computation:
+    after the incremental build, CU-000004's cohort moved to the late, earlier December,
+    CU-000005's to March (its February sale was removed), CU-999998 is gone, and the months
+    the second load did not replace kept their first load."""
+    for step, state in (("build_1", 1), ("build_2", 2)):
+        actual = warehouse.mart(step, "int_customer_months_joined_to_cohorts")
+        assert actual == expected_customer_months(state), step
+    cohorts = {
+        step: {
+            r["customer_id"]: r["cohort_month"]
+            for r in warehouse.mart(step, "int_customer_months_joined_to_cohorts")
+        }
+        for step in ("build_1", "build_2")
+    }
+    assert cohorts["build_1"]["CU-000004"] == dt.date(2026, 3, 1)
+    assert cohorts["build_2"]["CU-000004"] == dt.date(2025, 12, 1)
+    assert cohorts["build_1"]["CU-000005"] == dt.date(2026, 2, 1)
+    assert cohorts["build_2"]["CU-000005"] == dt.date(2026, 3, 1)
+    assert "CU-999998" in cohorts["build_1"] and "CU-999998" not in cohorts["build_2"]
+
+
 def test_dimensions_are_current_versions_with_unknown_members(warehouse: Warehouse) -> None:
     """Current versions win; ids without a document are unknown members, so that every
     sale's store and product is in the dimensions."""
@@ -392,6 +503,13 @@ def test_dimensions_are_current_versions_with_unknown_members(warehouse: Warehou
     assert products["PR-0004"]["unit_price"] == Decimal("120.00")
     assert products["PR-9999"]["is_unknown"] and products["PR-9999"]["product_name"] is None
     customers = {r["customer_id"]: r for r in warehouse.mart("build_2", "dim_customers")}
+    first_customers = {r["customer_id"]: r for r in warehouse.mart("build_1", "dim_customers")}
+    # An unknown customer becomes known when its document arrives; an unknown member no
+    # sale refers to any more disappears.
+    assert first_customers["CU-000005"]["is_unknown"]
+    assert not customers["CU-000005"]["is_unknown"] and customers["CU-000005"]["city"] == "Tula"
+    assert first_customers["CU-999998"]["is_unknown"] and "CU-999998" not in customers
+    assert {k for k, r in customers.items() if r["is_unknown"]} == {"CU-999999"}
     assert customers["CU-000001"]["city"] == "Perm"  # the last of three versions
     assert customers["CU-000003"]["city"] == "Omsk"  # same updated_at, later file wins
     assert customers["CU-000002"]["city"] == "Yalta"  # the version of the second load
@@ -422,7 +540,7 @@ def test_type_2_history_and_snapshots(warehouse: Warehouse) -> None:
     )
     assert snapshot == [("Sochi", False), ("Yalta", True)]
     assert warehouse.query("select count(*) from snapshots.snap_stores")[0][0] == 5
-    n_customers = len({row[0] for row, _ in CUSTOMERS_1})
+    n_customers = len({row[0] for row, _ in CUSTOMERS_2})
     assert (
         warehouse.query("select count(*) from snapshots.snap_customers where dbt_valid_to is null")[
             0
@@ -461,32 +579,36 @@ def test_store_performance_and_kpis(warehouse: Warehouse) -> None:
 
 
 def test_customer_cohorts_and_activity(warehouse: Warehouse) -> None:
-    """Cohorts by first-purchase month, retention, new/returning customers, anonymous sales."""
-    sales = raw_data.sales_for(2)
-    months: dict[str, set[dt.date]] = defaultdict(set)
-    for s in sales:
-        if s.customer_id:
-            months[s.customer_id].add(s.sale_date.replace(day=1))
-    cohort = {c: min(m) for c, m in months.items()}
-    expected: dict[tuple, set[str]] = defaultdict(set)
-    for c, ms in months.items():
-        for m in ms:
-            since = (m.year - cohort[c].year) * 12 + m.month - cohort[c].month
-            expected[(cohort[c], since)].add(c)
-    sizes = {k[0]: len(v) for k, v in expected.items() if k[1] == 0}
-    actual = warehouse.mart("build_2", "customer_cohorts")
-    assert [
-        (r["cohort_month"], r["months_since_first"], r["cohort_size"], r["active_customers"])
-        for r in actual
-    ] == sorted((k[0], k[1], sizes[k[0]], len(v)) for k, v in expected.items())
-    for r in actual:
-        assert r["retention_rate"] == pytest.approx(r["active_customers"] / r["cohort_size"])
-    activity = {r["sale_month"]: r for r in warehouse.mart("build_2", "customer_activity_monthly")}
-    feb = dt.date(2026, 2, 1)
-    assert activity[feb]["anonymous_sales"] == sum(
-        1 for s in sales if s.customer_id is None and s.sale_date.replace(day=1) == feb
-    )
-    assert activity[feb]["new_customers"] == sum(1 for c in cohort.values() if c == feb)
+    """Cohorts by first-purchase month, retention, new/returning customers, anonymous sales,
+    after the first build and after the incremental one."""
+    for step, state in (("build_1", 1), ("build_2", 2)):
+        sales = raw_data.sales_for(state)
+        months: dict[str, set[dt.date]] = defaultdict(set)
+        for s in sales:
+            if s.customer_id:
+                months[s.customer_id].add(s.sale_date.replace(day=1))
+        cohort = {c: min(m) for c, m in months.items()}
+        expected: dict[tuple, set[str]] = defaultdict(set)
+        for c, ms in months.items():
+            for m in ms:
+                expected[(cohort[c], _months_between(cohort[c], m))].add(c)
+        sizes = {k[0]: len(v) for k, v in expected.items() if k[1] == 0}
+        actual = warehouse.mart(step, "customer_cohorts")
+        assert [
+            (r["cohort_month"], r["months_since_first"], r["cohort_size"], r["active_customers"])
+            for r in actual
+        ] == sorted((k[0], k[1], sizes[k[0]], len(v)) for k, v in expected.items()), step
+        for r in actual:
+            assert r["retention_rate"] == pytest.approx(r["active_customers"] / r["cohort_size"])
+        activity = {r["sale_month"]: r for r in warehouse.mart(step, "customer_activity_monthly")}
+        assert set(activity) == {s.sale_date.replace(day=1) for s in sales}
+        for month, row in activity.items():
+            buyers = {c for c, ms in months.items() if month in ms}
+            assert row["anonymous_sales"] == sum(
+                1 for s in sales if s.customer_id is None and s.sale_date.replace(day=1) == month
+            )
+            assert row["new_customers"] == sum(1 for c in buyers if cohort[c] == month)
+            assert row["returning_customers"] == sum(1 for c in buyers if cohort[c] < month)
 
 
 def test_data_quality_by_file(warehouse: Warehouse) -> None:

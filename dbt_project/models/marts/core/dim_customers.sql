@@ -5,12 +5,14 @@ customers as (
 ),
 
 customer_months as (
-    select * from {{ ref('stg_sales__customer_months') }}
+    select * from {{ ref('int_customer_months_joined_to_cohorts') }}
 ),
 
+-- Every customer id the sales refer to has exactly one first month (its
+-- cohort month): no distinct over all customer months needed.
 referenced_customer_ids as (
-    select distinct customer_months.customer_id from customer_months
-    where customer_months.customer_id is not null
+    select customer_months.customer_id from customer_months
+    where customer_months.months_since_first = 0
 ),
 
 known_customers as (

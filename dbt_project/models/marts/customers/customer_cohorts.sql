@@ -1,24 +1,27 @@
+-- int_customer_months_joined_to_cohorts has one row per customer and month
+-- (tested): the customers active in a cohort's month are its rows, and the
+-- cohort's size is its month-0 count. One aggregation, no distinct counts.
 with
 
 customer_months as (
     select * from {{ ref('int_customer_months_joined_to_cohorts') }}
 ),
 
-cohort_sizes as (
-    select
-        cohort_month,
-        count(distinct customer_id) as cohort_size
-    from customer_months
-    group by cohort_month
-),
-
 cohort_activity as (
     select
         cohort_month,
         months_since_first,
-        count(distinct customer_id) as active_customers
+        count(*) as active_customers
     from customer_months
     group by cohort_month, months_since_first
+),
+
+cohort_sizes as (
+    select
+        cohort_month,
+        active_customers as cohort_size
+    from cohort_activity
+    where months_since_first = 0
 ),
 
 activity_joined_to_sizes as (
