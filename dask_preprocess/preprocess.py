@@ -646,16 +646,19 @@ def _rows_at(lake: Lake, rel: str, positions: np.ndarray) -> pa.Table:
 
 def _counts(rows: pa.Table) -> pd.DataFrame:
     """Rows, units and amount per (file, bucket) of state rows."""
-    frame = pd.DataFrame(
-        {
-            "file_name": rows["file_name"].to_numpy(zero_copy_only=False),
-            "bucket": rows["bucket"].to_numpy(zero_copy_only=False),
-            "n": np.ones(rows.num_rows, dtype="int64"),
-            "units": rows["quantity"].to_numpy(zero_copy_only=False),
-            "amount_e4": rows["amount_e4"].to_numpy(zero_copy_only=False),
-        }
+    counts = rows.group_by(["file_name", "bucket"], use_threads=False).aggregate(
+        [("sale_id", "count"), ("quantity", "sum"), ("amount_e4", "sum")]
     )
-    return frame.groupby(["file_name", "bucket"], as_index=False)[["n", "units", "amount_e4"]].sum()
+    return pd.DataFrame(
+        {
+            "file_name": counts["file_name"].to_pylist(),
+            "bucket": counts["bucket"].to_pylist(),
+            "n": counts["sale_id_count"].to_numpy(),
+            "units": counts["quantity_sum"].to_numpy(),
+            "amount_e4": counts["amount_e4_sum"].to_numpy(),
+        },
+        columns=["file_name", "bucket", "n", "units", "amount_e4"],
+    )
 
 
 def _update_hash_bucket(
@@ -904,12 +907,17 @@ def _valid_rows(
     """The state's valid rows whose ``column`` is one of ``values`` (row groups pruned), with
     the labels applied."""
     wanted = [(column, "in", values)]
+    if not label_paths:
+        # No labels: the buckets the segments recorded are current; read only valid rows.
+        table = lake.read_tables(
+            state_paths, columns=columns, filters=[("bucket", "==", "valid"), *wanted]
+        )
+        return table.cast(pa.schema([_SEGMENT_SCHEMA.field(c) for c in table.column_names]))
     read = list(dict.fromkeys([*columns, *_KEY, "bucket"]))
     table = lake.read_tables(state_paths, columns=read, filters=wanted)
     table = table.cast(pa.schema([_SEGMENT_SCHEMA.field(c) for c in table.column_names]))
-    if label_paths:
-        labels = lake.read_tables(label_paths, filters=wanted)
-        table = _relabel(table, labels.select(_LABELS_SCHEMA.names).cast(_LABELS_SCHEMA))
+    labels = lake.read_tables(label_paths, filters=wanted)
+    table = _relabel(table, labels.select(_LABELS_SCHEMA.names).cast(_LABELS_SCHEMA))
     return table.filter(pc.equal(table["bucket"], "valid")).select(columns)
 
 
