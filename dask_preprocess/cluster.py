@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psutil
 from distributed import Client, LocalCluster
@@ -69,34 +70,24 @@ def dask_client(
             yield client
         return
     workers, limit = local_cluster_size(n_workers, memory_budget_bytes)
-    if not processes:
+    if processes:
+        logger.info(
+            "Starting a local Dask cluster: %d worker process(es), %.0f MiB each",
+            workers,
+            limit / 1024**2,
+        )
+        shape: dict[str, Any] = {
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "memory_limit": limit,
+            "host": "127.0.0.1",
+        }
+    else:
         logger.info("Starting an in-process Dask cluster: %d thread(s)", workers)
-        with (
-            LocalCluster(
-                n_workers=1,
-                threads_per_worker=workers,
-                processes=False,
-                memory_limit=limit * workers,
-                dashboard_address=":0",
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            yield client
-        return
-    logger.info(
-        "Starting a local Dask cluster: %d worker process(es), %.0f MiB each",
-        workers,
-        limit / 1024**2,
-    )
+        shape = {"n_workers": 1, "threads_per_worker": workers, "memory_limit": limit * workers}
     with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=limit,
-            dashboard_address=":0",  # no fixed port: other clusters may run here
-            host="127.0.0.1",
-        ) as cluster,
+        # no fixed dashboard port: other clusters may run here
+        LocalCluster(processes=processes, dashboard_address=":0", **shape) as cluster,
         Client(cluster) as client,
     ):
         yield client

@@ -551,10 +551,10 @@ def _with_segment(table: pa.Table, segment: str) -> pa.Table:
     return rows.append_column("segment", pa.repeat(pa.scalar(segment, pa.string()), len(rows)))
 
 
-def _relabel(rows: pa.Table, labels: pa.Table | None) -> pa.Table:
+def _relabel(rows: pa.Table, labels: pa.Table) -> pa.Table:
     """``rows`` (with ``segment``) with their current bucket: a label overrides the bucket
     their segment recorded (``gone`` for a row that left; callers drop those)."""
-    if labels is None or labels.num_rows == 0 or rows.num_rows == 0:
+    if labels.num_rows == 0 or rows.num_rows == 0:
         return rows
     # Few rows have a label: only those that may have one (a label's segment and line
     # number) are joined; the bucket column is then patched in place, in row order.
@@ -579,18 +579,19 @@ def _relabel(rows: pa.Table, labels: pa.Table | None) -> pa.Table:
     return rows.set_column(rows.schema.get_field_index("bucket"), "bucket", bucket)
 
 
-def _labelled(rows: pa.Table, labels: pa.Table | None) -> pa.Table:
+def _labelled(rows: pa.Table, labels: pa.Table) -> pa.Table:
     """``rows`` with their current bucket, without the rows that left (gone)."""
     rows = _relabel(rows, labels)
-    if labels is None or rows.num_rows == 0:
+    if labels.num_rows == 0:
         return rows
     return rows.filter(pc.not_equal(rows["bucket"], GONE))
 
 
-def _read_labels(lake: Lake, path: str | None, **kwargs: Any) -> pa.Table | None:
+def _read_labels(lake: Lake, path: str | None) -> pa.Table:
+    """A bucket's labels file (an empty table when it has none)."""
     if path is None:
-        return None
-    return lake.read_table(path, **kwargs).select(_LABELS_SCHEMA.names).cast(_LABELS_SCHEMA)
+        return _LABELS_SCHEMA.empty_table()
+    return lake.read_table(path).select(_LABELS_SCHEMA.names).cast(_LABELS_SCHEMA)
 
 
 def _label_rows(rows: pa.Table, labels: pa.Array | list[str]) -> pa.Table:
@@ -695,18 +696,17 @@ def _update_hash_bucket(
     lake = Lake(lake_url, storage_options)
     segment_paths, labels_path = _bucket_paths(h, live)
     old_labels = _read_labels(lake, labels_path)
-    if old_labels is None:
-        old_labels = _LABELS_SCHEMA.empty_table()
     staged = _with_segment(_state_table(lake, f"{staging}/valid/h={h:03d}"), run_id)
 
     # Which old rows leave (their file changed) or must be decided again (their sale_id
     # gains or loses a row): the decision for a sale_id depends on its rows alone. Rows
     # already gone may be among them; the labels drop them once read.
+    changed = pa.array(changed_files, pa.string())
     holds_changed = bool(set(changed_files) & {str(c[0]) for c in counts})
     columns = ["sale_id", "file_name"] if holds_changed else ["sale_id"]
     keys = _keys_of_segments(lake, segment_paths, columns)
     from_changed = (
-        _mask_in(keys["file_name"], pa.array(changed_files, pa.string()))
+        _mask_in(keys["file_name"], changed)
         if holds_changed
         else pa.array(np.zeros(keys.num_rows, dtype=bool))
     )
@@ -723,7 +723,7 @@ def _update_hash_bucket(
         _rows_at(lake, segment_paths[i], np.sort(positions[files == i])) for i in np.unique(files)
     ]
     old = _labelled(pa.concat_tables(parts), old_labels) if parts else staged.slice(0, 0)
-    leaving_mask = _mask_in(old["file_name"], pa.array(changed_files, pa.string()))
+    leaving_mask = _mask_in(old["file_name"], changed)
     leaving = old.filter(leaving_mask)
     redo_old_rows = old.filter(pc.invert(leaving_mask))
     redo_old = _arrow_state_frame(redo_old_rows)
@@ -831,17 +831,6 @@ def _update_hash_bucket(
 
 DAILY_GROUP = ["sale_date", "store_id", "product_id", "region"]
 MONTHLY_GROUP = ["customer_id", "sale_month"]
-
-
-_BUCKET_OF_PATH = re.compile(r"(?:^|/)h=(\d+)(?:/|\.parquet$)")
-
-
-def _bucket_of(path: str) -> int:
-    """The hash bucket of a state file (``.../h=NNN.parquet`` or ``.../h=NNN/<id>.parquet``)."""
-    match = _BUCKET_OF_PATH.search(path)
-    if match is None:
-        raise ValueError(f"not a state bucket file: {path}")
-    return int(match.group(1))
 
 
 AGGREGATE_TASK_ROWS = 400_000  # valid rows an aggregation task reads at most (about)
@@ -1172,27 +1161,23 @@ def _delivered_sales_files(lake: Lake, loads: set[str] | None) -> pd.DataFrame:
     return out.drop_duplicates(["file_name", "file_modified_at_us"], keep="last")
 
 
-def _raw_rows(lake: Lake, paths: list[str]) -> int:
-    """Rows of raw Parquet files (from their footers)."""
-    total = 0
+def _row_group_sizes(lake: Lake, paths: list[str]) -> list[tuple[str, list[int]]]:
+    """Each raw Parquet file with the rows of each of its row groups (from its footer)."""
+    sizes = []
     for path in paths:
         with lake.fs.open(lake.path(path), "rb") as fh:
-            total += pq.ParquetFile(fh).metadata.num_rows
-    return total
+            meta = pq.ParquetFile(fh).metadata
+        sizes.append((path, [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]))
+    return sizes
 
 
-def _pieces(lake: Lake, paths: list[str], slots: int = 1) -> list[tuple[int, str, list[int]]]:
+def _pieces(metas: list[tuple[str, list[int]]], slots: int = 1) -> list[tuple[int, str, list[int]]]:
     """Split raw files into pieces of whole row groups for the workers.
 
     Pieces hold at most ~PIECE_ROWS rows, and there are at least ``slots`` of them (a multiple
     of ``slots`` when the row groups allow), so that no worker idles through a last round with
     a single piece.
     """
-    metas = []
-    for path in paths:
-        with lake.fs.open(lake.path(path), "rb") as fh:
-            meta = pq.ParquetFile(fh).metadata
-        metas.append((path, [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]))
     total = sum(sum(groups) for _, groups in metas)
     if total == 0:
         return []
@@ -1372,7 +1357,7 @@ def _result(
     )
 
 
-_LEGACY_ROWS = re.compile(r"/rows/h=\d+\.parquet$")
+_LEGACY_ROWS = re.compile(r"/rows/h=(\d+)\.parquet$")  # format 1: one rows file per bucket
 
 
 def _collect_garbage(lake: Lake, manifest: dict[int, dict[str, Any]]) -> None:
@@ -1397,12 +1382,15 @@ def _migrate_state(lake: Lake, meta: dict[str, Any]) -> dict[str, Any]:
     half-way leaves either the old state whole or the new one named (the old files are then
     garbage, collected by the next run).
     """
-    legacy = [p for p, _ in lake.list_files(f"{STATE}/rows") if _LEGACY_ROWS.search(p)]
+    legacy = {
+        p: int(m.group(1))
+        for p, _ in lake.list_files(f"{STATE}/rows")
+        if (m := _LEGACY_ROWS.search(p))
+    }
     logger.info("Converting the preprocessing state to segments (%d bucket file(s))", len(legacy))
     segment = "000000-v1"
     manifest: dict[int, dict[str, Any]] = {}
-    for rel in legacy:
-        h = _bucket_of(rel)
+    for rel, h in legacy.items():
         rows = _with_segment(_state_table(lake, rel), segment)
         lake.write_table(_segment_path(STATE, h, segment), rows, row_group_size=STATE_ROW_GROUP)
         manifest[h] = {"segments": [segment], "labels": None}
@@ -1517,10 +1505,10 @@ def preprocess_sales(
 
     # A small run (a new day) computes in threads of this process: starting worker processes
     # and importing the libraries in each would cost more than its work.
-    new_rows = _raw_rows(lake, new_raw)
-    processes = new_rows > SMALL_RUN_ROWS
+    metas = _row_group_sizes(lake, new_raw)
+    processes = sum(sum(groups) for _, groups in metas) > SMALL_RUN_ROWS
     with dask_client(scheduler_address, n_workers=n_workers, processes=processes) as client:
-        pieces = _pieces(lake, new_raw, _slots(client))
+        pieces = _pieces(metas, _slots(client))
         raw_versions = VERSIONS_META.copy()
         if pieces:
             logger.info("Reading file versions from %d piece(s) of new raw files", len(pieces))

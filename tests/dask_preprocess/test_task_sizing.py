@@ -6,7 +6,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dask_preprocess.lake import Lake
-from dask_preprocess.preprocess import AGGREGATE_TASK_ROWS, _chunks, _pieces
+from dask_preprocess.preprocess import (
+    AGGREGATE_TASK_ROWS,
+    _chunks,
+    _pieces,
+    _row_group_sizes,
+)
 
 
 def _raw_file(tmp_path, groups: list[int]) -> tuple[Lake, str]:
@@ -25,7 +30,7 @@ def _raw_file(tmp_path, groups: list[int]) -> tuple[Lake, str]:
 def test_pieces_are_a_multiple_of_the_workers_and_cover_every_row_group(tmp_path) -> None:
     lake, path = _raw_file(tmp_path, [1_000] * 30)
     for slots in (1, 2, 3, 4):
-        pieces = _pieces(lake, [path], slots)
+        pieces = _pieces(_row_group_sizes(lake, [path]), slots)
         assert len(pieces) == slots
         groups = [g for _, _, gs in pieces for g in gs]
         assert groups == list(range(30))  # every row group once, in order
