@@ -100,7 +100,7 @@ def _load(args: dict[str, Any]) -> Result:
 
 def _dbt_build(args: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     from elt_settings import dbt_env_for
-    from orchestration.dbt_runner import run_dbt
+    from orchestration.dbt_runner import PRODUCTION_BUILD, run_dbt
 
     env = dbt_env_for(
         args["target"],
@@ -109,7 +109,7 @@ def _dbt_build(args: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         args["timezone"],
     )
     started = time.perf_counter()
-    result = run_dbt(["build"], env=env, target_path=Path(args["dbt_target_dir"]))
+    result = run_dbt(list(PRODUCTION_BUILD), env=env, target_path=Path(args["dbt_target_dir"]))
     seconds = time.perf_counter() - started
     if not result.success:
         raise RuntimeError(f"dbt build failed:\n{result.failure_report()[:4000]}")

@@ -84,7 +84,7 @@ def summary_lines(bench: BenchRun) -> list[str]:
     ]
     for c in bench.checks:
         status = {True: "met", False: "MISSED", None: "n/a"}[c.met]
-        detail = c.miss or c.note
+        detail = "; ".join(x for x in (c.miss, c.note) if x)
         lines.append(
             f"- {size_label(c.size)}: {c.name}: **{status}**, {c.value} (target {c.limit})"
             + (f"; {detail}" if detail else "")
@@ -188,6 +188,14 @@ def markdown(bench: BenchRun) -> str:
                     "  - where the time goes (last run): "
                     + ", ".join(f"{k} {v:.1f} s ({v / total:.0%})" for k, v in parts.items())
                 )
+            floor = r.extra.get("no_new_data")
+            if floor:
+                out.append(
+                    f"  - the floor, a run with no new data in the same folder: "
+                    f"{floor['seconds']:.1f} s ("
+                    + ", ".join(f"{k} {v:.1f} s" for k, v in floor["parts"].items())
+                    + ")"
+                )
             dbt_info = r.runs[-1].info.get("dbt") if r.runs else None
             dbt_info = dbt_info or (r.runs[-1].info if r.stage.startswith("dbt") else None)
             if dbt_info and dbt_info.get("slowest_nodes"):
@@ -211,7 +219,7 @@ def markdown(bench: BenchRun) -> str:
                 ch.value,
                 ch.limit,
                 {True: "met", False: "MISSED", None: "n/a"}[ch.met],
-                ch.miss or ch.note,
+                "; ".join(x for x in (ch.miss, ch.note) if x),
             ]
             for ch in bench.checks
         ],

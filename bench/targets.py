@@ -125,6 +125,7 @@ def check_targets(harness: Harness, bench: BenchRun) -> list[TargetCheck]:
                     limit=f"< {goals.incremental_max_share:.0%}",
                     met=met,
                     miss="" if met else _over(share, goals.incremental_max_share),
+                    note=_incremental_floor(inc),
                 )
             )
     if harness.config.profile:
@@ -132,6 +133,15 @@ def check_targets(harness: Harness, bench: BenchRun) -> list[TargetCheck]:
             if check.met is False:
                 check.profile = _profile(harness, bench, check)
     return checks
+
+
+def _incremental_floor(inc: StageResult) -> str:
+    """The share of the full run that a run with no new data takes (the incremental's floor)."""
+    floor = inc.extra.get("no_new_data")
+    full = inc.ref_seconds()
+    if not floor or full is None or not full.median:
+        return ""
+    return f"a run with no new data: {floor['seconds'] / full.median:.1%} of the full run"
 
 
 _PROFILED_STAGE = {

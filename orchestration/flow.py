@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from elt_settings import Settings, get_settings
 from orchestration.alerts import Alert, send_alert
-from orchestration.dbt_runner import DbtRunResult, run_dbt
+from orchestration.dbt_runner import PRODUCTION_BUILD, DbtRunResult, run_dbt
 from orchestration.retry import retry_if_transient
 
 logger = logging.getLogger(__name__)
@@ -231,9 +231,9 @@ def load(settings: Settings, storage_options: dict[str, Any], pipelines_dir: str
 
 @task(name="transform: dbt build", timeout_seconds=2 * 3600, cache_policy=NO_CACHE)
 def transform(dbt_env: dict[str, str], full_refresh: bool = False) -> DbtRunResult:
-    """``dbt build``: models, snapshots and tests, every node's result logged by name."""
+    """``dbt build``: models, snapshots and data tests, every node's result logged by name."""
     log = get_run_logger()
-    args = ["build"] + (["--full-refresh"] if full_refresh else [])
+    args = [*PRODUCTION_BUILD] + (["--full-refresh"] if full_refresh else [])
     result = run_dbt(args, env=dbt_env, log=log)
     # dbt's own lines above showed every node as it ran; repeat what needs attention.
     for node in result.failed_nodes + result.warned_nodes:

@@ -106,6 +106,11 @@ def test_harness_measures_every_stage(bench_results: tuple[int, Path]) -> None:
     parts = stages["e2e"]["runs"][0]["info"]["parts"]
     assert set(parts) == {"extract", "preprocess", "load_duckdb", "dbt_duckdb"}
     assert sum(parts.values()) <= stages["e2e"]["runs"][0]["seconds"]
+    # The incremental's floor: a run with no new data, after the full run, changes nothing.
+    floor = stages["incremental"]["extra"]["no_new_data"]
+    assert set(floor["parts"]) == set(parts)
+    assert floor["seconds"] >= floor["parts"]["dbt_duckdb"] > 0
+    assert floor["totals"] == stages["e2e"]["runs"][0]["info"]["totals"]
 
 
 @pytest.mark.slow
