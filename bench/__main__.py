@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="runs per stage for sizes of 5 million rows and more (default: --repeats)",
     )
+    p.add_argument(
+        "--quick-seconds",
+        type=float,
+        default=60.0,
+        help="at those sizes, a stage or reference whose first run took less than this gets "
+        "--repeats runs all the same (default: 60)",
+    )
     p.add_argument("--stages", default=",".join(STAGES), help=f"subset of: {','.join(STAGES)}")
     p.add_argument("--targets", default="duckdb,postgres", help="warehouses: duckdb,postgres")
     p.add_argument(
@@ -73,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         sizes=parse_sizes(args.sizes),
         repeats=args.repeats,
         large_repeats=args.large_repeats,
+        quick_seconds=args.quick_seconds,
         stages=_list(args.stages),
         targets=_list(args.targets),
         postgres_dsn=args.postgres_dsn,

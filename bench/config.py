@@ -108,6 +108,9 @@ class BenchConfig:
         repeats: Measurements per stage (the report shows the median, min and max).
         large_repeats: Measurements per stage for sizes of ``LARGE_SIZE`` rows and more (a
             10-million run of every stage takes about half an hour here); None: ``repeats``.
+        quick_seconds: At those sizes, a stage or reference whose first run took less than
+            this gets ``repeats`` runs all the same: its median costs little, and the targets
+            on quick stages (the Postgres load, the incremental day) then rest on a median.
         stages: Stages to measure (see :data:`STAGES`).
         targets: Warehouse targets: ``duckdb`` and/or ``postgres``.
         postgres_dsn: An existing Postgres (a role that may create databases); None starts a
@@ -129,6 +132,7 @@ class BenchConfig:
     sizes: list[int] = field(default_factory=lambda: [1_000_000, 10_000_000])
     repeats: int = 3
     large_repeats: int | None = None
+    quick_seconds: float = 60.0
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     targets: list[str] = field(default_factory=lambda: ["duckdb", "postgres"])
     postgres_dsn: str | None = None
@@ -158,11 +162,18 @@ class BenchConfig:
         if self.days < 1:
             raise ValueError("days must be at least 1")
 
-    def repeats_for(self, size: int) -> int:
-        """Measurements per stage for a drop of ``size`` sales rows."""
-        if size >= LARGE_SIZE and self.large_repeats is not None:
-            return self.large_repeats
-        return self.repeats
+    def repeats_for(self, size: int, first_seconds: float | None = None) -> int:
+        """Measurements per stage for a drop of ``size`` sales rows.
+
+        Args:
+            size: The drop's sales rows.
+            first_seconds: How long the stage's first run took, once known.
+        """
+        if size < LARGE_SIZE or self.large_repeats is None:
+            return self.repeats
+        if first_seconds is not None and first_seconds < self.quick_seconds:
+            return max(self.repeats, self.large_repeats)
+        return self.large_repeats
 
     def wanted(self, stage: str) -> bool:
         """Whether ``stage`` is selected and its warehouse target too."""

@@ -288,7 +288,8 @@ class Harness:
         reference: bool = False,
     ) -> None:
         repeats = self.config.repeats_for(result.size) if result.reported else 1
-        for i in range(repeats):
+        i = 0
+        while i < repeats:
             args = prepare(i)
             logger.info(
                 "%s %s%s run %d/%d",
@@ -306,6 +307,9 @@ class Harness:
                 m.rows,
                 m.peak_rss_bytes / 1024**2,
             )
+            if i == 0 and result.reported:
+                repeats = self.config.repeats_for(result.size, m.seconds)
+            i += 1
 
     # ------------------------------------------------------------------ the run
 
@@ -322,6 +326,7 @@ class Harness:
                 "sizes": config.sizes,
                 "repeats": config.repeats,
                 "repeats_by_size": {size_label(z): config.repeats_for(z) for z in config.sizes},
+                "quick_seconds": config.quick_seconds,
                 "stages": config.stages,
                 "targets": config.targets,
                 "days": config.days,

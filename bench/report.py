@@ -355,4 +355,8 @@ def _repeats_text(config: dict[str, Any]) -> str:
     counts = set(by_size.values())
     if len(counts) <= 1:
         return f"{next(iter(counts), config['repeats'])} run(s)"
-    return ", ".join(f"{n} run(s) at {label}" for label, n in by_size.items())
+    text = ", ".join(f"{n} run(s) at {label}" for label, n in by_size.items())
+    quick = config.get("quick_seconds")
+    if quick:
+        text += f" ({max(counts)} for a stage or reference whose first run took < {quick:.0f} s)"
+    return text

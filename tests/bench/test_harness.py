@@ -47,6 +47,10 @@ def test_large_sizes_get_their_own_repeats() -> None:
 
     config = BenchConfig(sizes=[1_000_000, 10_000_000], repeats=3, large_repeats=1)
     assert [config.repeats_for(s) for s in config.sizes] == [3, 1]
+    # A quick stage gets the median of several runs at every size; a slow one at 10m does not.
+    assert config.repeats_for(10_000_000, first_seconds=20.0) == 3
+    assert config.repeats_for(10_000_000, first_seconds=200.0) == 1
+    assert config.repeats_for(1_000_000, first_seconds=200.0) == 3
     assert BenchConfig(repeats=2).repeats_for(10_000_000) == 2
     assert _repeats_text({"repeats": 3, "repeats_by_size": {"1m": 3, "10m": 1}}) == (
         "3 run(s) at 1m, 1 run(s) at 10m"
