@@ -726,13 +726,17 @@ class Harness:
         # extract, preprocess or load; dbt builds and tests every node on the same data).
         _copy(pristine, base)
         logger.info("%s incremental floor: a run with no new data", size_label(r.size))
-        floor = self._measure("pipeline", self._e2e_args(r.size, base, s["drop"]))
-        r.extra["no_new_data"] = {
-            "seconds": floor.seconds,
-            "parts": floor.info.get("parts", {}),
-            "totals": floor.info.get("totals"),
-        }
-        logger.info("  %.2f s", floor.seconds)
+        try:
+            floor = self._measure("pipeline", self._e2e_args(r.size, base, s["drop"]))
+        except Exception as exc:  # a bonus figure: never lose the stage's own runs for it
+            logger.warning("the run with no new data failed: %s", exc)
+        else:
+            r.extra["no_new_data"] = {
+                "seconds": floor.seconds,
+                "parts": floor.info.get("parts", {}),
+                "totals": floor.info.get("totals"),
+            }
+            logger.info("  %.2f s", floor.seconds)
         e2e = next((x for x in done if x.stage == "e2e" and x.size == r.size), None)
         if e2e is not None and e2e.runs:
             r.ref_runs = list(e2e.runs)

@@ -152,5 +152,7 @@ def test_report_chart_and_targets_are_written(bench_results: tuple[int, Path]) -
         "Dask preprocessing within 3x of DuckDB",
         "incremental run (one new day) < 10% of the full run",
     }
+    incremental = next(c for c in data["checks"] if c["name"].startswith("incremental run"))
+    assert "a run with no new data:" in incremental["note"]
     assert data["machine"]["cpu_count"] >= 1
     assert data["pins"]["dask_threads_per_worker"] == 1
