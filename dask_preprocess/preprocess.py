@@ -658,7 +658,7 @@ def _counts(rows: pa.Table) -> pd.DataFrame:
             "units": counts["quantity_sum"].to_numpy(),
             "amount_e4": counts["amount_e4_sum"].to_numpy(),
         },
-        columns=["file_name", "bucket", "n", "units", "amount_e4"],
+        columns=_BUCKET_COUNTS,
     )
 
 
@@ -763,7 +763,7 @@ def _update_hash_bucket(
     new_rows = staged.set_column(at, "bucket", decided[n_old:])
 
     # The counts move by what left or was re-decided (out) and what was decided (in).
-    before = pd.DataFrame(counts, columns=["file_name", "bucket", "n", "units", "amount_e4"])
+    before = pd.DataFrame(counts, columns=_BUCKET_COUNTS)
     out = _counts(pa.concat_tables([leaving, redo_old_rows]))
     out[["n", "units", "amount_e4"]] *= -1
     moved = pd.concat([before, out, _counts(pa.concat_tables([redone_old, new_rows]))])
@@ -1063,6 +1063,7 @@ COUNTS_DTYPES: dict[str, str] = {
     "units": "int64",
     "amount_e4": "int64",
 }
+_BUCKET_COUNTS = [c for c in COUNTS_DTYPES if c != "h"]  # one bucket's counts, per (file, bucket)
 CONSUMED_DTYPES: dict[str, str] = {"path": "str", "size": "int64"}
 
 
@@ -1578,11 +1579,7 @@ def preprocess_sales(
         )
         hs = sorted(staged_h | holding_changed)
         counts_of = {
-            int(h): list(
-                part[["file_name", "bucket", "n", "units", "amount_e4"]].itertuples(
-                    index=False, name=None
-                )
-            )
+            int(h): list(part[_BUCKET_COUNTS].itertuples(index=False, name=None))
             for h, part in counts_state[counts_state["h"].isin(hs)].groupby("h")
         }
         logger.info("Recomputing duplicates and supersessions in %d hash bucket(s)", len(hs))
