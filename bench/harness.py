@@ -467,7 +467,6 @@ class Harness:
             return {**self._base_args(r.size), "lake": str(lake)}
 
         self._repeat(r, prepare, "preprocess")
-        s["preprocess_prepare"] = prepare
         if r.reported:
 
             def prepare_ref(_: int) -> dict[str, Any]:
@@ -688,7 +687,6 @@ class Harness:
 
         self._repeat(r, prepare, "pipeline")
         s["e2e"] = base
-        s["e2e_prepare"] = prepare
         parts = ("extract", "preprocess", "load_duckdb", "dbt_duckdb")
         refs = {x.stage: x.ref_seconds() for x in done if x.size == r.size}
         if all(refs.get(p) for p in parts):
@@ -721,7 +719,6 @@ class Harness:
             return args
 
         self._repeat(r, prepare, "pipeline")
-        s["incremental_prepare"] = prepare
         # The floor under any new day: the same run when nothing new was delivered (nothing to
         # extract, preprocess or load; dbt builds and tests every node on the same data).
         _copy(pristine, base)
