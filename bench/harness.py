@@ -693,29 +693,37 @@ class Harness:
             total = sum(refs[p].median for p in parts)  # type: ignore[union-attr]
             r.extra["reference_seconds"] = total
 
-    def _stage_incremental(self, r: StageResult, s: dict[str, Any], done: list) -> None:
+    def _new_day_args(self, size: int, w: Path, drop: Path) -> dict[str, Any]:
+        """The arguments of an incremental run: the end-to-end run's folder restored from its
+        pristine copy, and a copy of the drop at ``drop`` with one more delivery day.
+
+        The new day runs in the end-to-end run's own folder (lake, warehouse, dbt target with
+        its partial-parse file: the same paths, as the next weekly run of a deployment sees
+        them). ``rows`` is the new day's sales rows.
+        """
         from generator import append_days
 
+        base = w / "e2e"
+        _copy(w / "e2e_pristine", base)
+        _copy(w / "drop", drop)
+        _copy(Path(f"{w / 'drop'}.manifest.json"), Path(f"{drop}.manifest.json"))
+        before = set(json.loads(Path(f"{drop}.manifest.json").read_text())["files"])
+        manifest = append_days(str(drop), 1)
+        added = [f for f in manifest["files"] if f not in before]
+        args = self._e2e_args(size, base, drop)
+        args["rows"] = sum(manifest["files"][f]["rows_in"] for f in added)
+        return args
+
+    def _stage_incremental(self, r: StageResult, s: dict[str, Any], done: list) -> None:
         w: Path = s["w"]
-        # The new day runs in the end-to-end run's own folder (lake, warehouse, dbt target with
-        # its partial-parse file: the same paths, as the next weekly run of a deployment sees
-        # them); a pristine copy restores that folder before each repeat.
         base: Path = s["e2e"]
         pristine = w / "e2e_pristine"
-        drop = w / "incremental" / "drop"
         new_rows: list[int] = []
         _copy(base, pristine)
 
         def prepare(_: int) -> dict[str, Any]:
-            _copy(pristine, base)
-            _copy(s["drop"], drop)
-            _copy(Path(f"{s['drop']}.manifest.json"), Path(f"{drop}.manifest.json"))
-            before = set(json.loads(Path(f"{drop}.manifest.json").read_text())["files"])
-            manifest = append_days(str(drop), 1)
-            added = [f for f in manifest["files"] if f not in before]
-            new_rows.append(sum(manifest["files"][f]["rows_in"] for f in added))
-            args = self._e2e_args(r.size, base, drop)
-            args["rows"] = new_rows[-1]
+            args = self._new_day_args(r.size, w, w / "incremental" / "drop")
+            new_rows.append(args["rows"])
             return args
 
         self._repeat(r, prepare, "pipeline")

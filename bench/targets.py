@@ -196,19 +196,7 @@ def _profile(harness: Harness, bench: BenchRun, check: TargetCheck) -> str | Non
 
 
 def _profile_incremental(harness: Harness, w: Any, size: int) -> str:
-    from pathlib import Path
-
-    from bench.harness import _copy, _rm
-    from generator import append_days
-
     # As the incremental stage: the new day runs in the end-to-end run's folder, restored.
-    drop = w / "incremental_profile" / "drop"
-    _rm(drop.parent)
-    _copy(w / "drop", drop)
-    _copy(Path(f"{w / 'drop'}.manifest.json"), Path(f"{drop}.manifest.json"))
-    if (w / "e2e_pristine").exists():
-        _copy(w / "e2e_pristine", w / "e2e")
-    append_days(str(drop), 1)
-    args = harness._e2e_args(size, w / "e2e", drop)
+    args = harness._new_day_args(size, w, w / "incremental_profile" / "drop")
     m = harness._measure("pipeline", args, profile=True)
     return str(m.info.get("profile", ""))
