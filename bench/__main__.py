@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults.seed, help="generator seed")
     p.add_argument("--duckdb-threads", type=int, default=defaults.duckdb_threads)
     p.add_argument("--dask-workers", type=int, default=defaults.dask_workers)
+    p.add_argument(
+        "--dask-processes",
+        action="store_true",
+        help="Dask workers as processes instead of threads (ELT_DASK_PROCESSES=1)",
+    )
     p.add_argument("--dlt-workers", type=int, default=defaults.dlt_workers)
     p.add_argument("--dbt-threads", type=int, default=defaults.dbt_threads)
     p.add_argument(
@@ -91,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         seed=args.seed,
         duckdb_threads=args.duckdb_threads,
         dask_workers=args.dask_workers,
+        dask_processes=args.dask_processes,
         dlt_workers=args.dlt_workers,
         dbt_threads=args.dbt_threads,
         sample_rows=args.sample_rows,

@@ -70,6 +70,7 @@ def _preprocess(args: dict[str, Any]) -> Result:
         args["lake"],
         timezone=args["timezone"],
         n_workers=args["dask_workers"],
+        processes=args["dask_processes"],
         show_progress=False,
     )
     seconds = time.perf_counter() - started
@@ -138,7 +139,11 @@ def _pipeline(args: dict[str, Any]) -> Result:
     parts["extract"] = time.perf_counter() - t
     t = time.perf_counter()
     preprocess_sales(
-        args["lake"], timezone=args["timezone"], n_workers=args["dask_workers"], show_progress=False
+        args["lake"],
+        timezone=args["timezone"],
+        n_workers=args["dask_workers"],
+        processes=args["dask_processes"],
+        show_progress=False,
     )
     parts["preprocess"] = time.perf_counter() - t
     t = time.perf_counter()

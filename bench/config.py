@@ -121,7 +121,9 @@ class BenchConfig:
         days: Delivery days of each generated drop.
         seed: The generator's seed.
         duckdb_threads: DuckDB threads of the references.
-        dask_workers: Dask worker processes (one thread each).
+        dask_workers: Dask workers of the local cluster (threads, or processes).
+        dask_processes: Dask workers as processes (one thread each) instead of threads of
+            the stage's process (the platform's default, ``ELT_DASK_PROCESSES=0``).
         dlt_workers: dlt load workers (``LOAD__WORKERS``).
         dbt_threads: dbt threads (``ELT_DBT_THREADS`` in ``profiles.yml``).
         sample_rows: Rows of the pandas ``to_sql`` sample.
@@ -143,6 +145,7 @@ class BenchConfig:
     seed: int = 42
     duckdb_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     dask_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    dask_processes: bool = False
     dlt_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     dbt_threads: int = 4  # the platform's default (ELT_DBT_THREADS)
     sample_rows: int = 50_000

@@ -339,8 +339,11 @@ class Harness:
             pins={
                 "duckdb_threads_references": config.duckdb_threads,
                 "duckdb_threads_stages": f"DuckDB default = CPU count ({os.cpu_count()})",
-                "dask_workers": config.dask_workers,
-                "dask_threads_per_worker": 1,
+                "dask_cluster": (
+                    f"{config.dask_workers} worker process(es), 1 thread each"
+                    if config.dask_processes
+                    else f"1 in-process worker, {config.dask_workers} thread(s)"
+                ),
                 "dlt_load_workers": config.dlt_workers,
                 "dlt_normalize_workers": 1,
                 "dlt_extract_workers": config.dlt_workers,
@@ -399,6 +402,7 @@ class Harness:
             "timezone": self.config.timezone,
             "duckdb_threads": self.config.duckdb_threads,
             "dask_workers": self.config.dask_workers,
+            "dask_processes": self.config.dask_processes,
         }
 
     # ------------------------------------------------------------------ stages

@@ -238,8 +238,9 @@ def markdown(bench: BenchRun) -> str:
     if profiles:
         out += ["", "## Profiles of missed targets (cProfile, top 20 by cumulative time)", ""]
         out.append(
-            "The driver process only: Dask workers and dbt run in other processes, so their "
-            "time shows as waiting here (see 'where the time goes' above)."
+            "The driver's main thread only: Dask's work runs in its worker threads (or "
+            "processes) and dbt in its own process, so their time shows as waiting here (see "
+            "'where the time goes' above)."
         )
         for ch in profiles:
             out += ["", f"### {size_label(ch.size)}: {ch.name}", "", "```", ch.profile or "", "```"]

@@ -21,10 +21,10 @@ DEFAULT_MEMORY_BUDGET_BYTES = int(2.8 * 1024**3)
 def local_cluster_size(
     n_workers: int | None = None, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
 ) -> tuple[int, int]:
-    """How many worker processes a local cluster gets, and the memory limit of each.
+    """How many workers (threads or processes) a local cluster gets, and the memory of each.
 
     Args:
-        n_workers: Worker processes wanted; default one per CPU core (at most 8), fewer when
+        n_workers: Workers wanted; default one per CPU core (at most 8), fewer when
             the machine's available memory cannot give each at least 512 MiB.
         memory_budget_bytes: Memory for all workers together (never more than 70% of the
             memory available now).
@@ -44,22 +44,23 @@ def dask_client(
     *,
     n_workers: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
-    processes: bool = True,
+    processes: bool = False,
 ) -> Iterator[Client]:
     """A Dask client: to ``scheduler_address`` when given, else to a new local cluster.
 
-    The local cluster uses worker processes with one thread each (pandas work holds the GIL)
-    and a memory limit per worker, so that the workers spill to disk, and pause, before the
-    machine runs out of memory.
+    The local cluster runs one worker with a thread per worker slot inside this process (the
+    stage's Arrow and NumPy work releases the GIL; threads start at once and share tables
+    without copies), or with ``processes`` one worker process per slot, one thread each. Either
+    way it has a memory limit, so that it spills to disk, and pauses, before the machine runs
+    out of memory.
 
     Args:
         scheduler_address: Address of an existing scheduler (``tcp://host:8786``); None starts
             a local cluster that is closed on exit.
-        n_workers: Local worker processes (default: sized to the machine).
+        n_workers: Local worker slots, threads or processes (default: sized to the machine).
         memory_budget_bytes: Memory of all local workers together.
-        processes: Worker processes (the default); False runs one worker with a thread per
-            worker slot inside this process, which starts in a fraction of the time and
-            suits small inputs (Arrow and Parquet work releases the GIL).
+        processes: Worker processes instead of threads of this process (for work that holds
+            the GIL, or to isolate the workers' memory from the caller's).
 
     Yields:
         A connected :class:`distributed.Client`.
@@ -83,7 +84,11 @@ def dask_client(
             "host": "127.0.0.1",
         }
     else:
-        logger.info("Starting an in-process Dask cluster: %d thread(s)", workers)
+        logger.info(
+            "Starting an in-process Dask cluster: %d thread(s), %.0f MiB",
+            workers,
+            limit * workers / 1024**2,
+        )
         shape = {"n_workers": 1, "threads_per_worker": workers, "memory_limit": limit * workers}
     with (
         # no fixed dashboard port: other clusters may run here

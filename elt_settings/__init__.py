@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     dask_scheduler_address: str | None = Field(None, alias="DASK_SCHEDULER_ADDRESS")
     dask_workers: int | None = Field(None, alias="ELT_DASK_WORKERS")
+    dask_processes: bool = Field(False, alias="ELT_DASK_PROCESSES")
 
     alert_webhook_url: str | None = Field(None, alias="ELT_ALERT_WEBHOOK_URL")
     duplicate_alert_ratio: float = Field(0.5, alias="ELT_DUPLICATE_ALERT_RATIO")

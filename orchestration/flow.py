@@ -192,6 +192,7 @@ def preprocess(
     storage_options: dict[str, Any],
     scheduler_address: str | None,
     n_workers: int | None,
+    processes: bool = False,
 ) -> Any:
     """Sort every sales row into its bucket and pre-aggregate the valid sales (Dask)."""
     from dask_preprocess import preprocess_sales
@@ -202,6 +203,7 @@ def preprocess(
         storage_options=storage_options,
         scheduler_address=scheduler_address,
         n_workers=n_workers,
+        processes=processes,
         # Dask's text progress bars in a terminal; log lines only in logs and CI.
         show_progress=sys.stdout.isatty(),
     )
@@ -490,6 +492,7 @@ def _run_stages(
             options,
             settings.dask_scheduler_address,
             settings.dask_workers,
+            settings.dask_processes,
         )
         _record_preprocess(summary, stage, result, settings.duplicate_alert_ratio)
 

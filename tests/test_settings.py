@@ -30,6 +30,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         "AWS_SECRET_ACCESS_KEY",
         "ELT_DUPLICATE_ALERT_RATIO",
         "ELT_DBT_THREADS",
+        "ELT_DASK_PROCESSES",
     ]:
         monkeypatch.delenv(name, raising=False)
     return tmp_path
@@ -69,6 +70,16 @@ def test_pii_key_is_required_unless_demo(clean_env: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("PII_HASH_KEY", "real-key")
     assert Settings().resolved_pii_key() == "real-key"
     assert "real-key" not in repr(Settings())
+
+
+def test_the_local_dask_cluster_runs_threads_unless_processes_are_asked_for(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Settings().dask_processes is False
+    monkeypatch.setenv("ELT_DASK_PROCESSES", "1")
+    assert Settings().dask_processes is True
+    monkeypatch.setenv("ELT_DASK_PROCESSES", "0")
+    assert Settings().dask_processes is False
 
 
 def test_s3_settings_become_storage_options(

@@ -12,5 +12,5 @@ from dask_preprocess import dask_client
 @pytest.fixture(scope="session")
 def dask_address() -> Iterator[str]:
     """The scheduler address of a real local Dask cluster (2 worker processes)."""
-    with dask_client(n_workers=2) as client:
+    with dask_client(n_workers=2, processes=True) as client:
         yield client.scheduler.address

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import dask_preprocess.preprocess as preprocess_module
 from dask_preprocess import local_cluster_size, preprocess_sales
 from tests.dask_preprocess.dirty import dirty_stream
 from tests.dask_preprocess.lakebuilder import LakeBuilder, sale
@@ -256,21 +255,24 @@ def test_local_cluster_is_sized_to_stay_under_the_memory_budget() -> None:
 
 
 @pytest.mark.parametrize(
-    ("small_run_rows", "started"),
-    [(10, "an in-process Dask cluster"), (0, "a local Dask cluster: 1 worker process")],
+    ("processes", "started"),
+    [
+        (False, "an in-process Dask cluster: 1 thread(s)"),
+        (True, "a local Dask cluster: 1 worker process"),
+    ],
 )
 def test_starts_its_own_local_cluster_without_an_address(
-    small_run_rows: int,
+    processes: bool,
     started: str,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A small run computes in threads of the calling process; a larger one starts worker
-    processes."""
-    monkeypatch.setattr(preprocess_module, "SMALL_RUN_ROWS", small_run_rows)
+    """Without a scheduler the stage starts its own cluster: threads of the calling process
+    by default, worker processes when asked."""
     LakeBuilder(str(tmp_path)).deliver("sales/sales_2026-01-10.csv.gz", [sale("S1")])
     with caplog.at_level(logging.INFO, logger="dask_preprocess"):
-        result = preprocess_sales(str(tmp_path), n_workers=1, show_progress=True)
+        result = preprocess_sales(
+            str(tmp_path), n_workers=1, show_progress=True, processes=processes
+        )
     assert result.did_work and result.totals["rows_valid"] == 1
     assert f"Starting {started}" in caplog.text

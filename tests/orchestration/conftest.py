@@ -27,7 +27,13 @@ def elt_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         PII_HASH_KEY="test-key-not-secret",
         ELT_DEMO="0",
     )
-    for name in ("ELT_ALERT_WEBHOOK_URL", "MB_URL", "DASK_SCHEDULER_ADDRESS", "PREFECT_API_URL"):
+    for name in (
+        "ELT_ALERT_WEBHOOK_URL",
+        "MB_URL",
+        "DASK_SCHEDULER_ADDRESS",
+        "ELT_DASK_PROCESSES",
+        "PREFECT_API_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ELT_DASK_WORKERS", "1")
     get_settings.cache_clear()

@@ -216,10 +216,21 @@ def test_flow_on_postgres_retries_a_transient_failure_and_reconciles(
     """On Postgres; the first load attempt meets an injected connection reset and is retried.
 
     The fault is injected by wrapping the stage function (a test double for a network
-    blip); everything else is real: dlt, Dask, dbt and a PostgreSQL server.
+    blip); everything else is real: dlt, Dask (in worker processes, ELT_DASK_PROCESSES=1),
+    dbt and a PostgreSQL server.
     """
+    import dask_preprocess
     import ingestion
     from orchestration import flow as flow_module
+
+    clusters: list[bool] = []
+    real_preprocess = dask_preprocess.preprocess_sales
+
+    def recorded_preprocess(*args: Any, **kwargs: Any) -> Any:
+        clusters.append(kwargs["processes"])
+        return real_preprocess(*args, **kwargs)
+
+    monkeypatch.setattr(dask_preprocess, "preprocess_sales", recorded_preprocess)
 
     calls: list[int] = []
     real_load = ingestion.load_to_warehouse
@@ -233,10 +244,16 @@ def test_flow_on_postgres_retries_a_transient_failure_and_reconciles(
     monkeypatch.setattr(ingestion, "load_to_warehouse", flaky_load)
     monkeypatch.setattr(flow_module.load, "retry_delay_seconds", [0])
     url, manifest = drop
-    elt_env(ELT_SOURCE_URL=url, ELT_TARGET="postgres", ELT_POSTGRES_DSN=postgres_dsn)
+    elt_env(
+        ELT_SOURCE_URL=url,
+        ELT_TARGET="postgres",
+        ELT_POSTGRES_DSN=postgres_dsn,
+        ELT_DASK_PROCESSES="1",
+    )
     state = retail_elt(return_state=True)
     assert state.is_completed(), state.message
     assert len(calls) == 2, "the transient failure should have been retried once"
+    assert clusters == [True], "ELT_DASK_PROCESSES=1 should reach the Dask stage"
     _assert_marts_match_manifest("postgres", postgres_dsn, manifest)
     summary: RunSummary = state.result()
     assert summary.stage("load").detail == "loaded as csv" or "csv" in summary.stage("load").detail

@@ -27,6 +27,7 @@ OPTIONAL_IN_STACK = {
     "ELT_DEMO": "the stack requires a real PII_HASH_KEY",
     "DASK_SCHEDULER_ADDRESS": "a local Dask cluster inside the worker",
     "ELT_DASK_WORKERS": "sized to the worker's machine",
+    "ELT_DASK_PROCESSES": "threads are the default",
     "ELT_DUPLICATE_ALERT_RATIO": "the contract's 0.5",
     "ELT_DBT_THREADS": "4 is the default",
     "MB_WAREHOUSE_PORT": "5432 is the default",
