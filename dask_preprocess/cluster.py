@@ -14,7 +14,8 @@ from distributed import Client, LocalCluster
 
 logger = logging.getLogger(__name__)
 
-# All local workers together stay under this; the driver and the scheduler come on top.
+# All local workers together stay under this: with worker processes, the driver and the
+# scheduler come on top; with threads, the worker watches the whole process, driver included.
 DEFAULT_MEMORY_BUDGET_BYTES = int(2.8 * 1024**3)
 
 

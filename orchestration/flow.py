@@ -192,7 +192,7 @@ def preprocess(
     storage_options: dict[str, Any],
     scheduler_address: str | None,
     n_workers: int | None,
-    processes: bool = False,
+    processes: bool,
 ) -> Any:
     """Sort every sales row into its bucket and pre-aggregate the valid sales (Dask)."""
     from dask_preprocess import preprocess_sales
