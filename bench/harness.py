@@ -136,6 +136,11 @@ class TargetCheck:
     note: str = ""
     profile: str | None = None
 
+    @property
+    def detail(self) -> str:
+        """By how much it missed and the note, joined: what the report shows beside it."""
+        return "; ".join(x for x in (self.miss, self.note) if x)
+
 
 @dataclass
 class BenchRun:

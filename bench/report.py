@@ -84,10 +84,9 @@ def summary_lines(bench: BenchRun) -> list[str]:
     ]
     for c in bench.checks:
         status = {True: "met", False: "MISSED", None: "n/a"}[c.met]
-        detail = "; ".join(x for x in (c.miss, c.note) if x)
         lines.append(
             f"- {size_label(c.size)}: {c.name}: **{status}**, {c.value} (target {c.limit})"
-            + (f"; {detail}" if detail else "")
+            + (f"; {c.detail}" if c.detail else "")
         )
     return lines
 
@@ -219,7 +218,7 @@ def markdown(bench: BenchRun) -> str:
                 ch.value,
                 ch.limit,
                 {True: "met", False: "MISSED", None: "n/a"}[ch.met],
-                "; ".join(x for x in (ch.miss, ch.note) if x),
+                ch.detail,
             ]
             for ch in bench.checks
         ],
