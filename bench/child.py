@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import pstats
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -99,9 +100,45 @@ def _load(args: dict[str, Any]) -> Result:
     }
 
 
+_DBT_START = "Running with dbt="
+# A statement of a node runs on one of dbt's worker threads (Thread-N); the adapter's cache
+# and schema queries before the first node run on its ThreadPool and are not counted.
+_DBT_SQL = re.compile(r"\[Thread-\d+.*SQL status: .* in ([0-9.]+) seconds")
+_DBT_NODES_DONE = re.compile(r"Finished running .* \(([0-9.]+)s\)")
+
+
+def dbt_log_times(log_file: Path) -> dict[str, Any] | None:
+    """Where the last dbt invocation in its debug log file spent its time.
+
+    Returns the node phase's seconds (dbt's "Finished running ... (Ns)", from its first node to
+    its last) and the count and summed seconds of the SQL statements it sent to the warehouse
+    from its nodes (their "SQL status: ... in N seconds" lines; summed over dbt's threads, so
+    with several threads they can add up to more than the phase). None when the file has no
+    invocation.
+    """
+    if not log_file.exists():
+        return None
+    lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    starts = [i for i, line in enumerate(lines) if _DBT_START in line]
+    if not starts:
+        return None
+    statements, sql_seconds, node_phase = 0, 0.0, None
+    for line in lines[starts[-1] :]:
+        if m := _DBT_SQL.search(line):
+            statements += 1
+            sql_seconds += float(m.group(1))
+        elif m := _DBT_NODES_DONE.search(line):
+            node_phase = float(m.group(1))
+    return {
+        "node_phase_seconds": node_phase,
+        "sql_statements": statements,
+        "sql_seconds": round(sql_seconds, 3),
+    }
+
+
 def _dbt_build(args: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     from elt_settings import dbt_env_for
-    from orchestration.dbt_runner import PRODUCTION_BUILD, run_dbt
+    from orchestration.dbt_runner import PRODUCTION_BUILD, dbt_log_file, run_dbt
 
     env = dbt_env_for(
         args["target"],
@@ -116,6 +153,8 @@ def _dbt_build(args: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         raise RuntimeError(f"dbt build failed:\n{result.failure_report()[:4000]}")
     slowest = sorted(result.nodes, key=lambda n: n.execution_time, reverse=True)[:10]
     return seconds, {
+        "seconds": round(seconds, 3),
+        **(dbt_log_times(dbt_log_file(Path(args["dbt_target_dir"]))) or {}),
         "counts": result.counts(),
         "slowest_nodes": [[n.unique_id, round(n.execution_time, 3)] for n in slowest],
         "node_seconds": round(sum(n.execution_time for n in result.nodes), 3),

@@ -749,6 +749,7 @@ class Harness:
                 "seconds": floor.seconds,
                 "parts": floor.info.get("parts", {}),
                 "totals": floor.info.get("totals"),
+                "dbt": floor.info.get("dbt"),
             }
             logger.info("  %.2f s", floor.seconds)
         e2e = next((x for x in done if x.stage == "e2e" and x.size == r.size), None)

@@ -67,6 +67,28 @@ def _stage_row(r: StageResult) -> list[str]:
     ]
 
 
+def _dbt_time_line(info: dict[str, Any]) -> str | None:
+    """Where a dbt build's wall time went: starting and finishing, its nodes, their SQL."""
+    node_seconds = info.get("node_seconds")
+    if node_seconds is None:
+        return None
+    seconds, phase = info.get("seconds"), info.get("node_phase_seconds")
+    if seconds is None or phase is None:  # results written before dbt's log was read
+        return (
+            f"time inside dbt's nodes (sum over threads): {node_seconds:.1f} s; the rest of "
+            "dbt's wall time is dbt itself (start, parse, compile, adapter)"
+        )
+    nodes = sum(info.get("counts", {}).values())
+    return (
+        f"dbt {seconds:.1f} s: {seconds - phase:.1f} s starting and finishing (imports, parse, "
+        f"artifacts, closing the connection), {phase:.1f} s running its {nodes} nodes; their "
+        f"time summed over dbt's threads is {node_seconds:.1f} s, of which "
+        f"{info.get('sql_seconds', 0):.1f} s in the warehouse ({info.get('sql_statements', 0)} "
+        "SQL statements) and the rest dbt's own work per node (compiling, materialization "
+        "macros, logging)"
+    )
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -195,6 +217,8 @@ def markdown(bench: BenchRun) -> str:
                     + ", ".join(f"{k} {v:.1f} s" for k, v in floor["parts"].items())
                     + ")"
                 )
+                if floor.get("dbt") and (line := _dbt_time_line(floor["dbt"])):
+                    out.append(f"  - in that run, {line}")
             dbt_info = r.runs[-1].info.get("dbt") if r.runs else None
             dbt_info = dbt_info or (r.runs[-1].info if r.stage.startswith("dbt") else None)
             if dbt_info and dbt_info.get("slowest_nodes"):
@@ -202,12 +226,8 @@ def markdown(bench: BenchRun) -> str:
                     f"{uid.split('.')[-1]} {t:.1f} s" for uid, t in dbt_info["slowest_nodes"][:5]
                 )
                 out.append(f"  - slowest dbt nodes: {slow}")
-                if dbt_info.get("node_seconds") is not None:
-                    out.append(
-                        f"  - time inside dbt's nodes (sum over threads): "
-                        f"{dbt_info['node_seconds']:.1f} s; the rest of dbt's wall time is "
-                        "dbt itself (start, parse, compile, adapter)"
-                    )
+                if line := _dbt_time_line(dbt_info):
+                    out.append(f"  - {line}")
     out += ["", "## Targets", ""]
     out += _table(
         ["size", "target", "value", "limit", "status", "by how much / note"],

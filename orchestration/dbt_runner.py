@@ -114,6 +114,11 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def dbt_log_file(target_path: Path) -> Path:
+    """dbt's debug log file of the invocations that wrote to ``target_path``."""
+    return target_path / "logs" / "dbt.log"
+
+
 def read_run_results(target_path: Path) -> list[DbtNodeResult]:
     """Parse ``run_results.json`` under ``target_path`` (empty when dbt wrote none)."""
     path = target_path / "run_results.json"
@@ -174,7 +179,7 @@ def run_dbt(
         **os.environ,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",
-        "DBT_LOG_PATH": str(target / "logs"),
+        "DBT_LOG_PATH": str(dbt_log_file(target).parent),
         **env,
     }
     log.info("dbt %s", " ".join(args))

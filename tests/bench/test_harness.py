@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main
+from bench.child import dbt_log_times
 from bench.config import STAGES, BenchConfig, parse_sizes, size_label
 
 DUCKDB_STAGES = [s for s in STAGES if not s.endswith("postgres")]
@@ -59,6 +60,29 @@ def test_large_sizes_get_their_own_repeats() -> None:
     assert _repeats_text({"repeats": 3, "repeats_by_size": {"1m": 3}}) == "3 run(s)"
     with pytest.raises(ValueError):
         BenchConfig(large_repeats=0)
+
+
+def test_dbt_log_times_reads_the_last_invocation_only(tmp_path: Path) -> None:
+    log = tmp_path / "dbt.log"
+    invocation = [
+        "10:00:00.000001 [info ] [MainThread]: Running with dbt=1.11.16",
+        "10:00:01.000000 [debug] [ThreadPool]: SQL status: OK in 0.500 seconds",
+        "10:00:02.000000 [debug] [Thread-1 (]: SQL status: OK in 0.250 seconds",
+        "10:00:02.100000 [debug] [Thread-2 (]: SQL status: INSERT 0 12 in 1.125 seconds",
+        "10:00:03.000000 [info ] [MainThread]: Finished running 2 table models in 0 hours 0 "
+        "minutes and 2.40 seconds (2.40s).",
+    ]
+    earlier = [line.replace("0.250", "9.000") for line in invocation]
+    log.write_text("\n".join(earlier + invocation) + "\n", encoding="utf-8")
+    # The cache query on the ThreadPool (before the nodes) and the earlier run are not counted.
+    assert dbt_log_times(log) == {
+        "node_phase_seconds": 2.4,
+        "sql_statements": 2,
+        "sql_seconds": 1.375,
+    }
+    assert dbt_log_times(tmp_path / "missing.log") is None
+    log.write_text("a log rotated in the middle of a run\n", encoding="utf-8")
+    assert dbt_log_times(log) is None
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +135,18 @@ def test_harness_measures_every_stage(bench_results: tuple[int, Path]) -> None:
     parts = stages["e2e"]["runs"][0]["info"]["parts"]
     assert set(parts) == {"extract", "preprocess", "load_duckdb", "dbt_duckdb"}
     assert sum(parts.values()) <= stages["e2e"]["runs"][0]["seconds"]
+    # dbt's time, read from its log: its nodes ran inside its wall time and sent SQL.
+    dbt = stages["e2e"]["runs"][0]["info"]["dbt"]
+    assert dbt["seconds"] == pytest.approx(parts["dbt_duckdb"], abs=0.001)
+    assert 0 < dbt["node_phase_seconds"] < dbt["seconds"]
+    assert dbt["sql_statements"] >= sum(dbt["counts"].values())  # one or more per node
+    assert 0 < dbt["sql_seconds"] < dbt["node_seconds"]
     # The incremental's floor: a run with no new data, after the full run, changes nothing.
     floor = stages["incremental"]["extra"]["no_new_data"]
     assert set(floor["parts"]) == set(parts)
     assert floor["seconds"] >= floor["parts"]["dbt_duckdb"] > 0
     assert floor["totals"] == stages["e2e"]["runs"][0]["info"]["totals"]
+    assert floor["dbt"]["seconds"] == pytest.approx(floor["parts"]["dbt_duckdb"], abs=0.001)
 
 
 @pytest.mark.slow
@@ -155,6 +186,7 @@ def test_report_chart_and_targets_are_written(bench_results: tuple[int, Path]) -
     }
     incremental = next(c for c in data["checks"] if c["name"].startswith("incremental run"))
     assert "a run with no new data:" in incremental["note"]
+    assert "s in the warehouse (" in report  # where dbt's time went, read from its log
     assert data["machine"]["cpu_count"] >= 1
     # The platform's default Dask cluster: threads of the stage's process.
     assert data["pins"]["dask_cluster"] == f"1 in-process worker, {os.cpu_count() or 1} thread(s)"
