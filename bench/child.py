@@ -63,17 +63,21 @@ def _pipeline_totals(lake: str) -> dict[str, Any]:
     )
 
 
+def _preprocess_options(args: dict[str, Any]) -> dict[str, Any]:
+    """The Dask stage's options with the benchmark's pinned cluster (alone or end to end)."""
+    return {
+        "timezone": args["timezone"],
+        "n_workers": args["dask_workers"],
+        "processes": args["dask_processes"],
+        "show_progress": False,
+    }
+
+
 def _preprocess(args: dict[str, Any]) -> Result:
     from dask_preprocess import preprocess_sales
 
     started = time.perf_counter()
-    result = preprocess_sales(
-        args["lake"],
-        timezone=args["timezone"],
-        n_workers=args["dask_workers"],
-        processes=args["dask_processes"],
-        show_progress=False,
-    )
+    result = preprocess_sales(args["lake"], **_preprocess_options(args))
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -183,13 +187,7 @@ def _pipeline(args: dict[str, Any]) -> Result:
     extract_to_lake(args["drop"], args["lake"], pii_key=PII_KEY)
     parts["extract"] = time.perf_counter() - t
     t = time.perf_counter()
-    preprocess_sales(
-        args["lake"],
-        timezone=args["timezone"],
-        n_workers=args["dask_workers"],
-        processes=args["dask_processes"],
-        show_progress=False,
-    )
+    preprocess_sales(args["lake"], **_preprocess_options(args))
     parts["preprocess"] = time.perf_counter() - t
     t = time.perf_counter()
     load_to_warehouse(args["lake"], target="duckdb", duckdb_path=args["duckdb_path"])
