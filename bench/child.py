@@ -82,7 +82,11 @@ def _preprocess(args: dict[str, Any]) -> Result:
     return {
         "seconds": seconds,
         "rows": result.totals["rows_in"],
-        "info": {"totals": _pipeline_totals(args["lake"]), "did_work": result.did_work},
+        "info": {
+            "totals": _pipeline_totals(args["lake"]),
+            "did_work": result.did_work,
+            "preprocess_steps": result.step_seconds,
+        },
     }
 
 
@@ -187,7 +191,7 @@ def _pipeline(args: dict[str, Any]) -> Result:
     extract_to_lake(args["drop"], args["lake"], pii_key=PII_KEY)
     parts["extract"] = time.perf_counter() - t
     t = time.perf_counter()
-    preprocess_sales(args["lake"], **_preprocess_options(args))
+    preprocessed = preprocess_sales(args["lake"], **_preprocess_options(args))
     parts["preprocess"] = time.perf_counter() - t
     t = time.perf_counter()
     load_to_warehouse(args["lake"], target="duckdb", duckdb_path=args["duckdb_path"])
@@ -199,7 +203,12 @@ def _pipeline(args: dict[str, Any]) -> Result:
     return {
         "seconds": seconds,
         "rows": args["rows"],
-        "info": {"parts": parts, "dbt": dbt_info, "totals": _pipeline_totals(args["lake"])},
+        "info": {
+            "parts": parts,
+            "preprocess_steps": preprocessed.step_seconds,
+            "dbt": dbt_info,
+            "totals": _pipeline_totals(args["lake"]),
+        },
     }
 
 

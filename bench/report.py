@@ -209,6 +209,9 @@ def markdown(bench: BenchRun) -> str:
                     "  - where the time goes (last run): "
                     + ", ".join(f"{k} {v:.1f} s ({v / total:.0%})" for k, v in parts.items())
                 )
+            steps = r.runs[-1].info.get("preprocess_steps") if r.runs else None
+            if steps:
+                out.append(f"  - {_preprocess_steps_line(steps)}")
             floor = r.extra.get("no_new_data")
             if floor:
                 out.append(
@@ -264,6 +267,22 @@ def markdown(bench: BenchRun) -> str:
         for ch in profiles:
             out += ["", f"### {size_label(ch.size)}: {ch.name}", "", "```", ch.profile or "", "```"]
     return "\n".join(out) + "\n"
+
+
+def _preprocess_steps_line(steps: dict[str, float]) -> str:
+    """The Dask stage's own split of its time (``PreprocessResult.step_seconds``)."""
+    meaning = {
+        "plan": "reading the state and listing the lake",
+        "cluster": "starting and closing the Dask cluster",
+        "validate": "reading and validating the new raw rows",
+        "buckets": "de-duplication and supersession in the affected hash buckets",
+        "aggregate": "re-aggregating the affected dates and months",
+        "commit": "quarantine, file quality and the state's switch",
+    }
+    return "the Dask preprocessing, by step (last run): " + ", ".join(
+        f"{step} {seconds:.1f} s" + (f" ({meaning[step]})" if step in meaning else "")
+        for step, seconds in steps.items()
+    )
 
 
 def chart(bench: BenchRun, path: Path) -> None:

@@ -198,6 +198,26 @@ class PreprocessResult:
     did_work: bool
     duration_seconds: float
     failed_files: list[str] = field(default_factory=list)
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    """Where the time went, by step: ``plan`` (reading the state, listing the lake),
+    ``cluster`` (starting and closing the Dask cluster), ``validate`` (reading and validating
+    the new raw rows, staging the valid ones by hash bucket), ``buckets`` (de-duplication and
+    supersession in the affected buckets), ``aggregate`` (the affected daily and monthly
+    partitions) and ``commit`` (quarantine, file quality, the state's switch). Empty when the
+    run had nothing to do."""
+
+
+class _Laps:
+    """Wall-clock seconds per named step, each lap timed from the end of the one before."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._mark = time.monotonic()
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.seconds[step] = self.seconds.get(step, 0.0) + now - self._mark
+        self._mark = now
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1332,6 +1352,7 @@ def _result(
     processed: list[str],
     did_work: bool,
     started: float,
+    step_seconds: dict[str, float] | None = None,
 ) -> PreprocessResult:
     totals = {k: 0 for k in ("rows_in", "rows_valid", "rows_duplicate", "rows_superseded")}
     totals["rows_quarantined"] = 0
@@ -1354,6 +1375,7 @@ def _result(
         did_work=did_work,
         duration_seconds=time.monotonic() - started,
         failed_files=[q.file_name for q in quality if q.status == "failed"],
+        step_seconds=dict(step_seconds or {}),
     )
 
 
@@ -1461,6 +1483,7 @@ def preprocess_sales(
         ValueError: When the existing state was built with another time zone or bucket count.
     """
     started = time.monotonic()
+    laps = _Laps()
     lake = Lake(lake_url, storage_options)
     meta = lake.read_json(f"{STATE}/meta.json")
     if meta is not None:
@@ -1510,7 +1533,9 @@ def preprocess_sales(
     manifest = _read_manifest(lake)
 
     metas = _row_group_sizes(lake, new_raw)
+    laps.lap("plan")
     with dask_client(scheduler_address, n_workers=n_workers, processes=processes) as client:
+        laps.lap("cluster")
         pieces = _pieces(metas, _slots(client))
         raw_versions = VERSIONS_META.copy()
         if pieces:
@@ -1570,6 +1595,8 @@ def preprocess_sales(
                 "No rows found for the latest version of %d file(s): %s", len(empty), empty
             )
 
+        laps.lap("validate")
+
         # 3. Buckets --------------------------------------------------------------------
         staged_h = {
             int(name.split("=", 1)[1])
@@ -1614,6 +1641,8 @@ def preprocess_sales(
             [counts_state[~counts_state["h"].isin(hs)], new_counts], ignore_index=True
         ).astype(COUNTS_DTYPES)
 
+        laps.lap("buckets")
+
         # 4. Aggregate ------------------------------------------------------------------
         # The valid rows as they are after this run: the live segments and labels of every
         # bucket, this run's still in its staging folder.
@@ -1646,6 +1675,8 @@ def preprocess_sales(
             pure=False,
         )
         _wait(client, futures, show_progress)
+        laps.lap("aggregate")
+    laps.lap("cluster")
 
     # 5. Quarantine, quality, state --------------------------------------------------------
     if changed_names:
@@ -1680,11 +1711,13 @@ def preprocess_sales(
         )
     lake.delete(staging, recursive=True)
     _collect_garbage(lake, after)
-    result = _result(quality, dates, months, changed_names, True, started)
+    laps.lap("commit")
+    result = _result(quality, dates, months, changed_names, True, started, laps.seconds)
     logger.info(
-        "Preprocessed %d file(s) in %.1f s: %s",
+        "Preprocessed %d file(s) in %.1f s (%s): %s",
         len(changed_names),
         result.duration_seconds,
+        ", ".join(f"{step} {seconds:.1f} s" for step, seconds in laps.seconds.items()),
         result.totals,
     )
     return result

@@ -135,6 +135,11 @@ def test_harness_measures_every_stage(bench_results: tuple[int, Path]) -> None:
     parts = stages["e2e"]["runs"][0]["info"]["parts"]
     assert set(parts) == {"extract", "preprocess", "load_duckdb", "dbt_duckdb"}
     assert sum(parts.values()) <= stages["e2e"]["runs"][0]["seconds"]
+    # The Dask stage's own split of its time fits inside its part of the run.
+    steps = stages["e2e"]["runs"][0]["info"]["preprocess_steps"]
+    assert set(steps) == {"plan", "cluster", "validate", "buckets", "aggregate", "commit"}
+    assert 0 < sum(steps.values()) <= parts["preprocess"]
+    assert stages["preprocess"]["runs"][0]["info"]["preprocess_steps"]["validate"] > 0
     # dbt's time, read from its log: its nodes ran inside its wall time and sent SQL.
     dbt = stages["e2e"]["runs"][0]["info"]["dbt"]
     assert dbt["seconds"] == pytest.approx(parts["dbt_duckdb"], abs=0.001)
@@ -187,6 +192,7 @@ def test_report_chart_and_targets_are_written(bench_results: tuple[int, Path]) -
     incremental = next(c for c in data["checks"] if c["name"].startswith("incremental run"))
     assert "a run with no new data:" in incremental["note"]
     assert "s in the warehouse (" in report  # where dbt's time went, read from its log
+    assert "the Dask preprocessing, by step (last run): plan " in report
     assert data["machine"]["cpu_count"] >= 1
     # The platform's default Dask cluster: threads of the stage's process.
     assert data["pins"]["dask_cluster"] == f"1 in-process worker, {os.cpu_count() or 1} thread(s)"

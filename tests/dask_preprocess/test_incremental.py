@@ -230,6 +230,11 @@ def test_on_s3(s3, s3_bucket: str, dask_address: str) -> None:
     assert_balanced(result)
     assert (result.totals["rows_valid"], result.totals["rows_duplicate"]) == (1, 1)
     assert result.quarantined_by_reason == {"bad_quantity": 1}
+    # Where the time went, step by step, within the run's duration.
+    steps = result.step_seconds
+    assert list(steps) == ["plan", "cluster", "validate", "buckets", "aggregate", "commit"]
+    assert all(seconds >= 0 for seconds in steps.values())
+    assert sum(steps.values()) <= result.duration_seconds
     fs = lake.fs
     daily_file = f"{s3_bucket}/lake/preprocessed/daily_sales/sale_date=2026-01-10/part-0.parquet"
     with fs.open(daily_file, "rb") as fh:
@@ -243,7 +248,7 @@ def test_on_s3(s3, s3_bucket: str, dask_address: str) -> None:
         show_progress=False,
         n_hash_partitions=2,
     )
-    assert not again.did_work
+    assert not again.did_work and again.step_seconds == {}
     assert fs.info(daily_file)["LastModified"] == before
 
 
