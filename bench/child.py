@@ -144,24 +144,37 @@ def dbt_log_times(log_file: Path) -> dict[str, Any] | None:
     }
 
 
-def _dbt_build(args: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+def _dbt_env(args: dict[str, Any]) -> dict[str, str]:
     from elt_settings import dbt_env_for
-    from orchestration.dbt_runner import PRODUCTION_BUILD, run_dbt
 
-    env = dbt_env_for(
+    return dbt_env_for(
         args["target"],
         args.get("duckdb_path") or "unused.duckdb",
         args.get("postgres_dsn") or "postgresql://unused@localhost/unused",
         args["timezone"],
     )
+
+
+def _dbt_build(
+    args: dict[str, Any], prepared: Any = None, build: list[str] | None = None
+) -> tuple[float, dict[str, Any]]:
+    """``dbt build`` (``build``: its arguments, default every node) in ``prepared`` (a
+    PreparedDbt, as the flow runs it) when given, else in a dbt process started now."""
+    from orchestration.dbt_runner import PRODUCTION_BUILD, run_dbt
+
+    build = build or list(PRODUCTION_BUILD)
     started = time.perf_counter()
-    result = run_dbt(list(PRODUCTION_BUILD), env=env, target_path=Path(args["dbt_target_dir"]))
+    if prepared is not None:
+        result = prepared.run(build)
+    else:
+        result = run_dbt(build, env=_dbt_env(args), target_path=Path(args["dbt_target_dir"]))
     seconds = time.perf_counter() - started
     if not result.success:
         raise RuntimeError(f"dbt build failed:\n{result.failure_report()[:4000]}")
     slowest = sorted(result.nodes, key=lambda n: n.execution_time, reverse=True)[:10]
     return seconds, {
         "seconds": round(seconds, 3),
+        "success": result.success,
         "counts": result.counts(),
         "slowest_nodes": [[n.unique_id, round(n.execution_time, 3)] for n in slowest],
         "node_seconds": round(sum(n.execution_time for n in result.nodes), 3),
@@ -181,23 +194,36 @@ def _dbt(args: dict[str, Any]) -> Result:
 
 
 def _pipeline(args: dict[str, Any]) -> Result:
-    """Drop -> lake -> Dask -> DuckDB -> dbt in one process tree (the embedded default)."""
+    """Drop -> lake -> Dask -> DuckDB -> dbt in one process tree (the embedded default), as
+    the flow runs them: the dbt process started with the run (PreparedDbt), and dbt building
+    what the load changed since the folder's last build (BuildState)."""
     from dask_preprocess import preprocess_sales
     from ingestion import extract_to_lake, load_to_warehouse
+    from orchestration.dbt_runner import PRODUCTION_BUILD, PreparedDbt
+    from orchestration.dbt_state import BuildState, changed_sources, warehouse_fingerprint
 
     parts: dict[str, float] = {}
+    dbt_args = {**args, "target": "duckdb"}
+    env, target = _dbt_env(dbt_args), Path(args["dbt_target_dir"])
     started = time.perf_counter()
-    t = time.perf_counter()
-    extract_to_lake(args["drop"], args["lake"], pii_key=PII_KEY)
-    parts["extract"] = time.perf_counter() - t
-    t = time.perf_counter()
-    preprocessed = preprocess_sales(args["lake"], **_preprocess_options(args))
-    parts["preprocess"] = time.perf_counter() - t
-    t = time.perf_counter()
-    load_to_warehouse(args["lake"], target="duckdb", duckdb_path=args["duckdb_path"])
-    parts["load_duckdb"] = time.perf_counter() - t
-    dbt_seconds, dbt_info = _dbt_build({**args, "target": "duckdb"})
+    with PreparedDbt(env=env, target_path=target) as prepared:
+        state = BuildState(target, warehouse_fingerprint(env))
+        t = time.perf_counter()
+        extract_to_lake(args["drop"], args["lake"], pii_key=PII_KEY)
+        parts["extract"] = time.perf_counter() - t
+        t = time.perf_counter()
+        preprocessed = preprocess_sales(args["lake"], **_preprocess_options(args))
+        parts["preprocess"] = time.perf_counter() - t
+        t = time.perf_counter()
+        state.before_load()
+        loaded = load_to_warehouse(args["lake"], target="duckdb", duckdb_path=args["duckdb_path"])
+        state.after_load(changed_sources(loaded.tables_changed))
+        parts["load_duckdb"] = time.perf_counter() - t
+        plan = state.plan(list(PRODUCTION_BUILD))
+        dbt_seconds, dbt_info = _dbt_build(dbt_args, prepared, plan.args)
+        state.after_build(dbt_info["success"], target)
     parts["dbt_duckdb"] = dbt_seconds
+    dbt_info["plan"] = ("every node: " if plan.full else "selected: ") + plan.reason
     seconds = time.perf_counter() - started
     dbt_info.update(_dbt_log_info(args))
     return {

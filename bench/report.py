@@ -79,9 +79,17 @@ def _dbt_time_line(info: dict[str, Any]) -> str | None:
             "dbt's wall time is dbt itself (start, parse, compile, adapter)"
         )
     nodes = sum(info.get("counts", {}).values())
+    plan = info.get("plan")
+    outside = (
+        # the pipeline's dbt process started with the run: imports and parse are behind it
+        "waiting for the parse of the dbt process started with the run when it was not done "
+        "yet, reading the graph, writing the artifacts"
+        if plan
+        else "imports, parse, artifacts, closing the connection"
+    )
     return (
-        f"dbt {seconds:.1f} s: {seconds - phase:.1f} s starting and finishing (imports, parse, "
-        f"artifacts, closing the connection), {phase:.1f} s running its {nodes} nodes; their "
+        f"dbt {seconds:.1f} s{f' ({plan})' if plan else ''}: {seconds - phase:.1f} s outside "
+        f"its nodes ({outside}), {phase:.1f} s running its {nodes} nodes; their "
         f"time summed over dbt's threads is {node_seconds:.1f} s, of which "
         f"{info.get('sql_seconds', 0):.1f} s in the warehouse ({info.get('sql_statements', 0)} "
         "SQL statements) and the rest dbt's own work per node (compiling, materialization "

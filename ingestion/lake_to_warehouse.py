@@ -110,6 +110,10 @@ class LoadResult:
     load_ids: list[str] = field(default_factory=list)
     loader_file_formats: list[str] = field(default_factory=list)
     """File formats of the completed load jobs (``parquet`` for DuckDB, ``csv`` for Postgres)."""
+    tables_changed: dict[str, list[str]] = field(default_factory=dict)
+    """Per dataset (schema), the tables whose rows this run changed: written, replaced or
+    emptied, and ``_dlt_loads`` when a load completed there. What the dbt build downstream
+    must recompute (orchestration selects the dbt nodes these tables reach)."""
     duration_s: float = 0.0
 
 
@@ -680,15 +684,23 @@ def load_to_warehouse(
                 shop_info = pool.submit(run, *shop)
                 sales_info = run(*sales)
                 infos = [shop_info.result(), sales_info]
-        for info in infos:
+        for (_, dataset, _), info in zip((shop, sales), infos, strict=True):
             result.load_ids.extend(info.loads_ids)
+            changed = {"_dlt_loads"} if info.loads_ids else set()
             for package in info.load_packages:
                 for job in package.jobs.get("completed_jobs", []):
-                    if job.job_file_info.table_name.startswith("_dlt"):
+                    table = job.job_file_info.table_name
+                    if table.startswith("_dlt"):
                         continue
+                    changed.add(table)
                     fmt = job.job_file_info.file_format
                     if fmt not in result.loader_file_formats and fmt != "sql":
                         result.loader_file_formats.append(fmt)
+            if dataset == sales_dataset:
+                # Postgres deletes replaced partitions itself: an emptied one has no load job.
+                changed.update(table for table, values in stats.replaced.items() if values)
+            if changed:
+                result.tables_changed[dataset] = sorted(changed)
     result.files_read = dict(stats.files_read)
     result.rows_written = dict(stats.rows)
     result.partitions_replaced = {k: list(v) for k, v in stats.replaced.items()}

@@ -1,8 +1,10 @@
-"""Run dbt as a subprocess and read its ``run_results.json`` for per-node visibility.
+"""Run dbt in a subprocess and read its ``run_results.json`` for per-node visibility.
 
 A subprocess keeps dbt's global state (flags, adapters, environment) out of the flow's
 process; the results file gives every model, snapshot and test by name, with the compiled
-SQL of whatever failed.
+SQL of whatever failed. :func:`run_dbt` starts the ``dbt`` command; :class:`PreparedDbt`
+starts a dbt process when a run starts, so that importing dbt and parsing the project happen
+while the stages before dbt work, and gives it its command later.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+DEFAULT_TARGET = DBT_PROJECT_DIR / "target"
 _FAILED = {"error", "fail", "runtime error"}
 
 PRODUCTION_BUILD = ("build", "--exclude-resource-type", "unit_test")
@@ -139,6 +142,58 @@ def read_run_results(target_path: Path) -> list[DbtNodeResult]:
     ]
 
 
+def _command_env(env: dict[str, str], target: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DO_NOT_TRACK": "1",
+        "DBT_LOG_PATH": str(dbt_log_file(target).parent),
+        **env,
+    }
+
+
+def _location(project_dir: Path, target: Path) -> list[str]:
+    return [
+        "--project-dir",
+        str(project_dir),
+        "--profiles-dir",
+        str(project_dir),
+        "--target-path",
+        str(target),
+    ]
+
+
+def _clear_results(target: Path) -> None:
+    stale = target / "run_results.json"
+    if stale.exists():
+        stale.unlink()
+
+
+def _finish(
+    proc: subprocess.Popen[str],
+    args: list[str],
+    target: Path,
+    started: float,
+    log: logging.Logger | logging.LoggerAdapter,
+) -> DbtRunResult:
+    """Relay dbt's output to ``log`` until it exits, then read its results."""
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line:
+            log.info("dbt | %s", line)
+            tail = [*tail[-40:], line]
+    returncode = proc.wait()
+    return DbtRunResult(
+        args=list(args),
+        returncode=returncode,
+        duration_s=time.perf_counter() - started,
+        nodes=read_run_results(target),
+        output_tail="\n".join(tail),
+    )
+
+
 def run_dbt(
     args: list[str],
     *,
@@ -161,50 +216,89 @@ def run_dbt(
     """
     log = log or logger
     target = Path(target_path) if target_path else project_dir / "target"
-    stale = target / "run_results.json"
-    if stale.exists():
-        stale.unlink()
-    command = [
-        dbt_executable(),
-        "--no-use-colors",
-        *args,
-        "--project-dir",
-        str(project_dir),
-        "--profiles-dir",
-        str(project_dir),
-        "--target-path",
-        str(target),
-    ]
-    full_env = {
-        **os.environ,
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DO_NOT_TRACK": "1",
-        "DBT_LOG_PATH": str(dbt_log_file(target).parent),
-        **env,
-    }
+    _clear_results(target)
+    command = [dbt_executable(), "--no-use-colors", *args, *_location(project_dir, target)]
     log.info("dbt %s", " ".join(args))
     started = time.perf_counter()
-    tail: list[str] = []
     with subprocess.Popen(
         command,
         cwd=project_dir,
-        env=full_env,
+        env=_command_env(env, target),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
     ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip()
-            if line:
-                log.info("dbt | %s", line)
-                tail = [*tail[-40:], line]
-        returncode = proc.wait()
-    return DbtRunResult(
-        args=list(args),
-        returncode=returncode,
-        duration_s=time.perf_counter() - started,
-        nodes=read_run_results(target),
-        output_tail="\n".join(tail),
-    )
+        return _finish(proc, args, target, started, log)
+
+
+class PreparedDbt:
+    """A dbt process started before its command is known (``orchestration.dbt_worker``).
+
+    It imports dbt and parses the project while the stages before dbt run; :meth:`run` then
+    gives it the command, which skips both. Start it with the same ``env`` the command needs
+    (the parse reads it), and :meth:`close` it when the run ends before the command (also on
+    leaving a ``with`` block): the process then exits without running anything.
+    """
+
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        project_dir: Path = DBT_PROJECT_DIR,
+        target_path: Path | None = None,
+    ) -> None:
+        self.project_dir = project_dir
+        self.target = Path(target_path) if target_path else project_dir / "target"
+        command = [sys.executable, "-m", "orchestration.dbt_worker"]
+        self._proc: subprocess.Popen[str] | None = subprocess.Popen(
+            [*command, *_location(project_dir, self.target)],
+            cwd=project_dir,
+            env=_command_env(env, self.target),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+
+    def run(
+        self, args: list[str], *, log: logging.Logger | logging.LoggerAdapter | None = None
+    ) -> DbtRunResult:
+        """Run ``dbt <args>`` in the prepared process (once) and collect every node's result.
+
+        Returns:
+            As :func:`run_dbt`.
+        """
+        if self._proc is None:
+            raise RuntimeError("this prepared dbt process has run its command already")
+        proc, self._proc = self._proc, None
+        log = log or logger
+        _clear_results(self.target)
+        log.info("dbt %s (prepared process)", " ".join(args))
+        started = time.perf_counter()
+        assert proc.stdin is not None
+        with proc:
+            proc.stdin.write(json.dumps(["--no-use-colors", *args]) + "\n")
+            proc.stdin.close()
+            return _finish(proc, args, self.target, started, log)
+
+    def close(self) -> None:
+        """End the process without running a command (no-op after :meth:`run`)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with proc:  # closes the pipes and waits for the process
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
+                proc.stdin.close()  # no command: it exits once its parse is done
+                proc.stdout.read()
+                proc.wait(timeout=60)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                proc.kill()
+
+    def __enter__(self) -> PreparedDbt:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -24,7 +24,8 @@ from prefect.cache_policies import NO_CACHE
 
 from elt_settings import Settings, get_settings
 from orchestration.alerts import Alert, send_alert
-from orchestration.dbt_runner import PRODUCTION_BUILD, DbtRunResult, run_dbt
+from orchestration.dbt_runner import DEFAULT_TARGET, PRODUCTION_BUILD, DbtRunResult, PreparedDbt
+from orchestration.dbt_state import BuildState, changed_sources, warehouse_fingerprint
 from orchestration.retry import retry_if_transient
 
 logger = logging.getLogger(__name__)
@@ -232,11 +233,15 @@ def load(settings: Settings, storage_options: dict[str, Any], pipelines_dir: str
 
 
 @task(name="transform: dbt build", timeout_seconds=2 * 3600, cache_policy=NO_CACHE)
-def transform(dbt_env: dict[str, str], full_refresh: bool = False) -> DbtRunResult:
-    """``dbt build``: models, snapshots and data tests, every node's result logged by name."""
+def transform(args: list[str], prepared: PreparedDbt) -> DbtRunResult:
+    """``dbt build``: models, snapshots and data tests, every node's result logged by name.
+
+    Args:
+        args: the build's arguments (every node, or what changed: ``BuildState.plan``).
+        prepared: the dbt process started with the run, which has parsed the project.
+    """
     log = get_run_logger()
-    args = [*PRODUCTION_BUILD] + (["--full-refresh"] if full_refresh else [])
-    result = run_dbt(args, env=dbt_env, log=log)
+    result = prepared.run(args, log=log)
     # dbt's own lines above showed every node as it ran; repeat what needs attention.
     for node in result.failed_nodes + result.warned_nodes:
         level = logging.ERROR if node.failed else logging.WARNING
@@ -455,9 +460,19 @@ def retail_elt(
                 "PII_HASH_KEY is not set: using the DEMO key (ELT_DEMO=1). "
                 "Never do this with real customers' data."
             )
-        _run_stages(
-            summary, settings, source, options, pii_key, pipelines_dir, full_refresh, skip_publish
-        )
+        # dbt imports and parses the project while the stages before it work.
+        with PreparedDbt(env=settings.dbt_env()) as prepared:
+            _run_stages(
+                summary,
+                settings,
+                source,
+                options,
+                pii_key,
+                pipelines_dir,
+                prepared,
+                full_refresh,
+                skip_publish,
+            )
         summary.success = True
     except BaseException as exc:
         summary.error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -477,9 +492,12 @@ def _run_stages(
     options: dict[str, Any],
     pii_key: str,
     pipelines_dir: str,
+    prepared: PreparedDbt,
     full_refresh: bool,
     skip_publish: bool,
 ) -> None:
+    build_state = BuildState(DEFAULT_TARGET, warehouse_fingerprint(settings.dbt_env()))
+
     def do_extract(stage: StageReport) -> None:
         _record_extract(
             summary, stage, extract(source, settings.lake_url, pii_key, options, pipelines_dir)
@@ -497,14 +515,24 @@ def _run_stages(
         _record_preprocess(summary, stage, result, settings.duplicate_alert_ratio)
 
     def do_load(stage: StageReport) -> None:
-        _record_load(stage, load(settings, options, pipelines_dir))
+        build_state.before_load()
+        result = load(settings, options, pipelines_dir)
+        build_state.after_load(changed_sources(_as_dict(result).get("tables_changed") or {}))
+        _record_load(stage, result)
 
     def do_transform(stage: StageReport) -> None:
+        plan = build_state.plan(list(PRODUCTION_BUILD), full_refresh=full_refresh)
+        get_run_logger().info(
+            "dbt build of %s: %s", "every node" if plan.full else "a selection", plan.reason
+        )
         try:
-            result = transform(settings.dbt_env(), full_refresh)
+            result = transform(plan.args, prepared)
         except DbtBuildFailed as exc:
             _record_dbt(summary, stage, exc.result)
             raise
+        finally:
+            stage.detail = ("every node: " if plan.full else "selected: ") + plan.reason
+        build_state.after_build(result.success, DEFAULT_TARGET)
         _record_dbt(summary, stage, result)
 
     def do_publish(stage: StageReport) -> None:

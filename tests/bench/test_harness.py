@@ -152,6 +152,16 @@ def test_harness_measures_every_stage(bench_results: tuple[int, Path]) -> None:
     assert floor["seconds"] >= floor["parts"]["dbt_duckdb"] > 0
     assert floor["totals"] == stages["e2e"]["runs"][0]["info"]["totals"]
     assert floor["dbt"]["seconds"] == pytest.approx(floor["parts"]["dbt_duckdb"], abs=0.001)
+    # As the flow: the full run builds every node; the next runs build what their load changed.
+    assert dbt["plan"].startswith("every node")
+    new_day = stages["incremental"]["runs"][0]["info"]["dbt"]
+    assert new_day["plan"].startswith("selected") and "sales.daily_sales" in new_day["plan"]
+    assert floor["dbt"]["plan"].startswith("selected") and "daily_sales" not in floor["dbt"]["plan"]
+    nodes = {
+        name: sum(info["counts"].values())
+        for name, info in (("full", dbt), ("floor", floor["dbt"]))
+    }
+    assert 0 < nodes["floor"] < nodes["full"]
 
 
 @pytest.mark.slow

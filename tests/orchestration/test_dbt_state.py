@@ -1,0 +1,178 @@
+"""Which dbt nodes a scheduled run builds (``orchestration.dbt_state``) and the dbt process
+started ahead of its command (``PreparedDbt``).
+
+The record's transitions are checked on their own; then real dbt builds on a copy of the
+project over the hand-written raw layer of ``tests/dbt/raw_data.py`` show that a selective
+build runs what changed data or changed code reach, and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from elt_settings import dbt_env_for
+from orchestration.dbt_runner import DBT_PROJECT_DIR, PRODUCTION_BUILD, PreparedDbt, run_dbt
+from orchestration.dbt_state import BuildState, changed_sources, warehouse_fingerprint
+from tests.dbt import raw_data
+
+BUILD = list(PRODUCTION_BUILD)
+
+
+def _built(state: BuildState, target: Path) -> None:
+    """A successful build as the flow records it (its manifest in the target folder)."""
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "manifest.json").write_text("{}", encoding="utf-8")
+    state.after_build(True, target)
+
+
+def test_changed_sources_maps_raw_schemas_to_dbt_sources() -> None:
+    changed = {"raw_sales": ["daily_sales", "_dlt_loads"], "raw_shop": ["customers"], "x": ["y"]}
+    assert changed_sources(changed) == {
+        "sales.daily_sales",
+        "sales._dlt_loads",
+        "shop.customers",
+    }
+
+
+def test_fingerprint_follows_the_warehouse_and_settings_not_secrets() -> None:
+    env = dbt_env_for("duckdb", "/a/w.duckdb", "postgresql://u:secret@h/db", "Europe/Moscow")
+    same = {**env, "ELT_PG_PASSWORD": "another secret"}
+    assert warehouse_fingerprint(env) == warehouse_fingerprint(same)
+    assert warehouse_fingerprint(env) != warehouse_fingerprint({**env, "ELT_TIMEZONE": "UTC"})
+    assert warehouse_fingerprint(env) != warehouse_fingerprint(
+        {**env, "ELT_DUCKDB_PATH": "/b/w.duckdb"}
+    )
+
+
+def test_the_record_selects_only_what_is_known_to_be_safe(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    state = BuildState(target, "fp-1")
+    # No record: every node.
+    assert state.plan(BUILD).full
+    state.before_load()
+    state.after_load({"sales.daily_sales"})
+    assert state.plan(BUILD).full  # loaded, but never built
+    _built(state, target)
+    assert state.pending() == []
+
+    # A load: its tables are selected, with changed code.
+    state.before_load()
+    state.after_load({"sales.daily_sales", "shop.customers"})
+    plan = state.plan(BUILD)
+    assert not plan.full
+    assert plan.args[: len(BUILD)] == BUILD
+    selection = plan.args[plan.args.index("--select") + 1 : plan.args.index("--state")]
+    assert selection == ["source:sales.daily_sales+", "source:shop.customers+", "state:modified+"]
+    assert plan.args[-1] == str(target / "elt_build_state")
+
+    # The build failed: the next load's tables add to the ones not built yet.
+    state.after_build(False, target)
+    state.before_load()
+    state.after_load({"sales.file_quality"})
+    assert state.pending() == ["sales.daily_sales", "sales.file_quality", "shop.customers"]
+
+    # A load that did not return (failed half-way): the changes are unknown, every node.
+    state.before_load()
+    assert state.pending() is None
+    assert state.plan(BUILD).full
+    assert BuildState(target, "fp-1").plan(BUILD).full  # the next run reads the same
+    state.before_load()
+    state.after_load(set())
+    assert state.plan(BUILD).full
+
+    # Built again; nothing new: only changed code would be built.
+    _built(state, target)
+    state.before_load()
+    state.after_load(set())
+    plan = state.plan(BUILD)
+    assert not plan.full and plan.args[plan.args.index("--select") + 1] == "state:modified+"
+    # --full-refresh, or another warehouse or environment: every node.
+    assert state.plan(BUILD, full_refresh=True).args == [*BUILD, "--full-refresh"]
+    assert BuildState(target, "fp-2").plan(BUILD).full
+
+
+def _ran(result_nodes: list) -> set[str]:
+    return {node.unique_id for node in result_nodes if node.resource_type != "test"}
+
+
+@pytest.mark.slow
+def test_selective_builds_run_what_changed_data_and_code_reach(tmp_path: Path) -> None:
+    """Real dbt on a copy of the project: a full build, a build after a load that changed
+    the customers only, and one after a model's code changed with no new data."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(
+        DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
+    )
+    target = tmp_path / "target"
+    warehouse = str(tmp_path / "warehouse.duckdb")
+    env = dbt_env_for("duckdb", warehouse, "postgresql://unused@127.0.0.1:1/unused", "UTC")
+    raw_data.write_raw_duckdb(warehouse, 2)
+    state = BuildState(target, warehouse_fingerprint(env))
+
+    def build(changed: set[str]) -> tuple[bool, set[str]]:
+        state.before_load()
+        state.after_load(changed)
+        plan = state.plan(BUILD)
+        with PreparedDbt(env=env, project_dir=project, target_path=target) as prepared:
+            result = prepared.run(plan.args)
+        assert result.success, result.failure_report()
+        state.after_build(result.success, target)
+        return plan.full, _ran(result.nodes)
+
+    full, everything = build(set())
+    assert full and "model.retail_elt.fct_daily_sales" in everything
+
+    full, ran = build({"shop.customers"})
+    assert not full
+    assert "model.retail_elt.stg_shop__customers" in ran
+    assert "snapshot.retail_elt.snap_customers" in ran
+    assert "model.retail_elt.dim_customers" in ran
+    assert "model.retail_elt.fct_daily_sales" not in ran
+    assert "snapshot.retail_elt.snap_products" not in ran
+
+    # Nothing new, no change: nothing to build.
+    full, ran = build(set())
+    assert not full and ran == set()
+
+    # A model's code changed: it and what it feeds are built, nothing else.
+    model = project / "models" / "marts" / "sales" / "category_revenue.sql"
+    model.write_text(model.read_text(encoding="utf-8") + "\n-- changed\n", encoding="utf-8")
+    full, ran = build(set())
+    assert not full
+    assert ran == {"model.retail_elt.category_revenue", "exposure.retail_elt.retail_overview"}
+
+
+def test_a_prepared_dbt_process_runs_its_command_and_ends_quietly_without_one(
+    tmp_path: Path,
+) -> None:
+    env = dbt_env_for(
+        "duckdb",
+        str(tmp_path / "w.duckdb"),
+        "postgresql://unused@127.0.0.1:1/unused",
+        "UTC",
+    )
+    unused = PreparedDbt(env=env, target_path=tmp_path / "unused")
+    unused.close()
+    assert not (tmp_path / "unused" / "run_results.json").exists()
+
+    with PreparedDbt(env=env, target_path=tmp_path / "t") as prepared:
+        result = prepared.run(["ls", "--resource-type", "model", "--output", "name"])
+        with pytest.raises(RuntimeError):
+            prepared.run(["ls"])
+    assert result.returncode == 0
+    assert "fct_daily_sales" in result.output_tail
+    # The same command in a dbt process started for it gives the same answer.
+    direct = run_dbt(
+        ["ls", "--resource-type", "model", "--output", "name"],
+        env=env,
+        target_path=tmp_path / "t2",
+    )
+    models = {line.split()[-1] for line in direct.output_tail.splitlines()}
+    assert {line.split()[-1] for line in result.output_tail.splitlines()} >= models & {
+        "fct_daily_sales"
+    }
+    assert json.loads((tmp_path / "t" / "manifest.json").read_text())["nodes"]
