@@ -9,6 +9,7 @@ while the stages before dbt work, and gives it its command later.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -250,6 +251,7 @@ class PreparedDbt:
     ) -> None:
         self.project_dir = project_dir
         self.target = Path(target_path) if target_path else project_dir / "target"
+        self._env = dict(env)
         command = [sys.executable, "-m", "orchestration.dbt_worker"]
         self._proc: subprocess.Popen[str] | None = subprocess.Popen(
             [*command, *_location(project_dir, self.target)],
@@ -267,6 +269,9 @@ class PreparedDbt:
     ) -> DbtRunResult:
         """Run ``dbt <args>`` in the prepared process (once) and collect every node's result.
 
+        A process that ended before its command (killed, out of memory) is replaced by a dbt
+        process started for the command (:func:`run_dbt`), with a warning.
+
         Returns:
             As :func:`run_dbt`.
         """
@@ -279,9 +284,23 @@ class PreparedDbt:
         started = time.perf_counter()
         assert proc.stdin is not None
         with proc:
-            proc.stdin.write(json.dumps(["--no-use-colors", *args]) + "\n")
-            proc.stdin.close()
-            return _finish(proc, args, self.target, started, log)
+            try:
+                proc.stdin.write(json.dumps(["--no-use-colors", *args]) + "\n")
+                proc.stdin.close()
+            except (BrokenPipeError, ValueError):
+                with contextlib.suppress(OSError, ValueError):
+                    proc.stdin.close()  # closed even when flushing the command fails again
+                lost = proc.stdout.read() if proc.stdout else ""
+                log.warning(
+                    "the prepared dbt process ended before its command (exit %s): %s",
+                    proc.wait(),
+                    lost.strip()[-2000:] or "no output",
+                )
+            else:
+                return _finish(proc, args, self.target, started, log)
+        return run_dbt(
+            args, env=self._env, project_dir=self.project_dir, target_path=self.target, log=log
+        )
 
     def close(self) -> None:
         """End the process without running a command (no-op after :meth:`run`)."""

@@ -176,3 +176,16 @@ def test_a_prepared_dbt_process_runs_its_command_and_ends_quietly_without_one(
         "fct_daily_sales"
     }
     assert json.loads((tmp_path / "t" / "manifest.json").read_text())["nodes"]
+
+
+def test_a_prepared_process_that_died_is_replaced_by_a_fresh_one(tmp_path: Path) -> None:
+    env = dbt_env_for(
+        "duckdb", str(tmp_path / "w.duckdb"), "postgresql://unused@127.0.0.1:1/unused", "UTC"
+    )
+    prepared = PreparedDbt(env=env, target_path=tmp_path / "t")
+    assert prepared._proc is not None
+    prepared._proc.kill()  # a test double for an out-of-memory kill during the parse
+    prepared._proc.wait()
+    result = prepared.run(["ls", "--resource-type", "model", "--output", "name"])
+    assert result.returncode == 0
+    assert "fct_daily_sales" in result.output_tail
