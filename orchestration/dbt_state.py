@@ -157,9 +157,9 @@ class BuildState:
             return BuildPlan(list(build), True, "an earlier load did not finish")
         selectors = [f"source:{name}+" for name in pending] + ["state:modified+"]
         reason = (
-            "what changed: " + ", ".join(pending) + ", and changed code"
+            "what " + ", ".join(pending) + " reach, and changed code"
             if pending
-            else "nothing new: only changed code"
+            else "nothing new, only changed code"
         )
         return BuildPlan([*build, "--select", *selectors, "--state", str(self.dir)], False, reason)
 

@@ -62,6 +62,7 @@ class RunSummary:
     buckets: dict[str, int] = field(default_factory=dict)
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     dbt_counts: dict[str, int] = field(default_factory=dict)
+    dbt_plan: str = ""
     dbt_failures: list[str] = field(default_factory=list)
     dbt_warnings: list[str] = field(default_factory=list)
     dbt_nodes: list[dict[str, Any]] = field(default_factory=list)
@@ -103,6 +104,8 @@ class RunSummary:
                 "Quarantined by reason: "
                 + ", ".join(f"{k} {v:,}" for k, v in sorted(self.quarantined_by_reason.items()))
             )
+        if self.dbt_plan:
+            lines.append(f"dbt built {self.dbt_plan}")
         if self.dbt_counts:
             lines.append(
                 "dbt: " + ", ".join(f"{k} {v}" for k, v in sorted(self.dbt_counts.items()))
@@ -525,13 +528,12 @@ def _run_stages(
         get_run_logger().info(
             "dbt build of %s: %s", "every node" if plan.full else "a selection", plan.reason
         )
+        summary.dbt_plan = ("every node: " if plan.full else "a selection: ") + plan.reason
         try:
             result = transform(plan.args, prepared)
         except DbtBuildFailed as exc:
             _record_dbt(summary, stage, exc.result)
             raise
-        finally:
-            stage.detail = ("every node: " if plan.full else "selected: ") + plan.reason
         build_state.after_build(result.success, DEFAULT_TARGET)
         _record_dbt(summary, stage, result)
 

@@ -173,8 +173,9 @@ def test_flow_on_duckdb_reconciles_with_the_manifest_and_alerts(
         assert second.stage("extract").rows.get("sales", 0) == 0
         # dbt builds only what the load changed (the file quality table, re-read every run,
         # and the load log), not the sales partitions, customers or snapshots.
-        assert summary.stage("transform").detail.startswith("every node")
-        assert second.stage("transform").detail.startswith("selected")
+        assert summary.dbt_plan.startswith("every node")
+        assert second.dbt_plan.startswith("a selection")
+        assert "dbt built a selection" in second.to_markdown()
         rebuilt = {row["node"] for row in second.dbt_nodes}
         assert "model.retail_elt.data_quality_by_file" in rebuilt
         assert "model.retail_elt.fct_daily_sales" not in rebuilt
@@ -223,7 +224,7 @@ def test_a_new_day_builds_what_it_reaches_and_equals_a_full_build(
     state = retail_elt(return_state=True, skip_publish=True)
     assert state.is_completed(), state.message
     summary: RunSummary = state.result()
-    assert summary.stage("transform").detail.startswith("selected"), summary.to_markdown()
+    assert summary.dbt_plan.startswith("a selection"), summary.to_markdown()
     rebuilt = {row["node"] for row in summary.dbt_nodes}
     # The day delivered sales and customers: the fact, the customer branch and their tests.
     for node in (
