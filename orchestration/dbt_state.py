@@ -161,7 +161,11 @@ class BuildState:
             if pending
             else "nothing new, only changed code"
         )
-        return BuildPlan([*build, "--select", *selectors, "--state", str(self.dir)], False, reason)
+        # state:modified+ usually selects nothing: dbt's warning about it would be noise.
+        quiet = ["--warn-error-options", json.dumps({"silence": ["NoNodesForSelectionCriteria"]})]
+        return BuildPlan(
+            [*build, "--select", *selectors, "--state", str(self.dir), *quiet], False, reason
+        )
 
     def after_build(self, success: bool, target_path: Path) -> None:
         """After a successful build, keep its manifest and clear the changes it built."""
