@@ -221,9 +221,9 @@ def _pipeline(args: dict[str, Any]) -> Result:
         parts["load_duckdb"] = time.perf_counter() - t
         plan = state.plan(list(PRODUCTION_BUILD))
         dbt_seconds, dbt_info = _dbt_build(dbt_args, prepared, plan.args)
-        state.after_build(dbt_info["success"], target)
+        state.after_build(dbt_info["success"])
     parts["dbt_duckdb"] = dbt_seconds
-    dbt_info["plan"] = ("every node: " if plan.full else "selected: ") + plan.reason
+    dbt_info["plan"] = plan.summary
     seconds = time.perf_counter() - started
     dbt_info.update(_dbt_log_info(args))
     return {

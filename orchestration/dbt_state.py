@@ -54,6 +54,11 @@ class BuildPlan:
     full: bool
     reason: str
 
+    @property
+    def summary(self) -> str:
+        """``every node: <why>`` or ``a selection: <what it follows>``."""
+        return f"{'every node' if self.full else 'a selection'}: {self.reason}"
+
 
 def warehouse_fingerprint(dbt_env: dict[str, str]) -> str:
     """What a build's results depend on besides code and data: the warehouse, dbt's
@@ -89,7 +94,8 @@ class BuildState:
     """
 
     def __init__(self, target_path: Path, fingerprint: str) -> None:
-        self.dir = Path(target_path) / STATE_DIR
+        self.target = Path(target_path)
+        self.dir = self.target / STATE_DIR
         self.fingerprint = fingerprint
         self._before_load: list[str] | None = None
 
@@ -167,13 +173,13 @@ class BuildState:
             [*build, "--select", *selectors, "--state", str(self.dir), *quiet], False, reason
         )
 
-    def after_build(self, success: bool, target_path: Path) -> None:
+    def after_build(self, success: bool) -> None:
         """After a successful build, keep its manifest and clear the changes it built."""
         if not success:
             return
-        manifest = Path(target_path) / "manifest.json"
+        manifest = self.target / "manifest.json"
         if not manifest.exists():
-            logger.warning("dbt wrote no manifest.json in %s: next build builds all", target_path)
+            logger.warning("dbt wrote no manifest.json in %s: next build builds all", self.target)
             self._write(built=False, pending=None)
             return
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -525,16 +525,14 @@ def _run_stages(
 
     def do_transform(stage: StageReport) -> None:
         plan = build_state.plan(list(PRODUCTION_BUILD), full_refresh=full_refresh)
-        get_run_logger().info(
-            "dbt build of %s: %s", "every node" if plan.full else "a selection", plan.reason
-        )
-        summary.dbt_plan = ("every node: " if plan.full else "a selection: ") + plan.reason
+        summary.dbt_plan = plan.summary
+        get_run_logger().info("dbt builds %s", plan.summary)
         try:
             result = transform(plan.args, prepared)
         except DbtBuildFailed as exc:
             _record_dbt(summary, stage, exc.result)
             raise
-        build_state.after_build(result.success, DEFAULT_TARGET)
+        build_state.after_build(result.success)
         _record_dbt(summary, stage, result)
 
     def do_publish(stage: StageReport) -> None:

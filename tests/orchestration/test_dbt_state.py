@@ -26,7 +26,7 @@ def _built(state: BuildState, target: Path) -> None:
     """A successful build as the flow records it (its manifest in the target folder)."""
     target.mkdir(parents=True, exist_ok=True)
     (target / "manifest.json").write_text("{}", encoding="utf-8")
-    state.after_build(True, target)
+    state.after_build(True)
 
 
 def test_changed_sources_maps_raw_schemas_to_dbt_sources() -> None:
@@ -70,7 +70,7 @@ def test_the_record_selects_only_what_is_known_to_be_safe(tmp_path: Path) -> Non
     assert plan.args[plan.args.index("--state") + 1] == str(target / "elt_build_state")
 
     # The build failed: the next load's tables add to the ones not built yet.
-    state.after_build(False, target)
+    state.after_build(False)
     state.before_load()
     state.after_load({"sales.file_quality"})
     assert state.pending() == ["sales.daily_sales", "sales.file_quality", "shop.customers"]
@@ -120,7 +120,7 @@ def test_selective_builds_run_what_changed_data_and_code_reach(tmp_path: Path) -
         with PreparedDbt(env=env, project_dir=project, target_path=target) as prepared:
             result = prepared.run(plan.args)
         assert result.success, result.failure_report()
-        state.after_build(result.success, target)
+        state.after_build(result.success)
         return plan.full, _ran(result.nodes)
 
     full, everything = build(set())
