@@ -62,8 +62,16 @@ class BuildPlan:
 
 def warehouse_fingerprint(dbt_env: dict[str, str]) -> str:
     """What a build's results depend on besides code and data: the warehouse, dbt's
-    environment (``elt_settings.dbt_env_for``, secrets left out) and dbt's version."""
-    public = {k: v for k, v in dbt_env.items() if not any(s in k for s in _SECRET_KEYS)}
+    environment (``Settings.dbt_env``: the target's location, time zone, alert ratio; not
+    secrets, not the other target's location, not dbt's thread count) and dbt's version."""
+    unused = "ELT_PG_" if dbt_env.get("ELT_TARGET", "duckdb") == "duckdb" else "ELT_DUCKDB_"
+    public = {
+        k: v
+        for k, v in dbt_env.items()
+        if not any(s in k for s in _SECRET_KEYS)
+        and not k.startswith(unused)
+        and k != "ELT_DBT_THREADS"
+    }
     text = json.dumps({"env": public, "dbt": version("dbt-core")}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

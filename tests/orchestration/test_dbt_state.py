@@ -46,6 +46,13 @@ def test_fingerprint_follows_the_warehouse_and_settings_not_secrets() -> None:
     assert warehouse_fingerprint(env) != warehouse_fingerprint(
         {**env, "ELT_DUCKDB_PATH": "/b/w.duckdb"}
     )
+    # What cannot change a build's result does not force a full one.
+    assert warehouse_fingerprint(env) == warehouse_fingerprint(
+        {**env, "ELT_PG_HOST": "elsewhere", "ELT_DBT_THREADS": "2"}
+    )
+    pg = dbt_env_for("postgres", "/a/w.duckdb", "postgresql://u:secret@h/db", "Europe/Moscow")
+    assert warehouse_fingerprint(pg) == warehouse_fingerprint({**pg, "ELT_DUCKDB_PATH": "/c"})
+    assert warehouse_fingerprint(pg) != warehouse_fingerprint({**pg, "ELT_PG_DATABASE": "other"})
 
 
 def test_the_record_selects_only_what_is_known_to_be_safe(tmp_path: Path) -> None:
