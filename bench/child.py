@@ -18,9 +18,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import references
+
+if TYPE_CHECKING:  # stage modules are imported inside the stages, outside the timing
+    from orchestration.dbt_runner import PreparedDbt
 
 logger = logging.getLogger("bench.child")
 
@@ -156,7 +159,7 @@ def _dbt_env(args: dict[str, Any]) -> dict[str, str]:
 
 
 def _dbt_build(
-    args: dict[str, Any], prepared: Any = None, build: list[str] | None = None
+    args: dict[str, Any], prepared: PreparedDbt | None = None, build: list[str] | None = None
 ) -> tuple[float, dict[str, Any]]:
     """``dbt build`` (``build``: its arguments, default every node) in ``prepared`` (a
     PreparedDbt, as the flow runs it) when given, else in a dbt process started now."""

@@ -22,7 +22,6 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
-DEFAULT_TARGET = DBT_PROJECT_DIR / "target"
 _FAILED = {"error", "fail", "runtime error"}
 
 PRODUCTION_BUILD = ("build", "--exclude-resource-type", "unit_test")

@@ -135,22 +135,23 @@ class BuildState:
         data = self._read()
         return None if data is None else data.get("pending")
 
-    def _built(self) -> bool:
-        data = self._read()
+    def _built(self, data: dict | None) -> bool:
+        """Whether the record ``data`` (as read) holds a successful build's manifest."""
         return bool(data and data.get("built") and (self.dir / "manifest.json").exists())
 
     # ------------------------------------------------------------------ the run
 
     def before_load(self) -> None:
         """Mark the changes unknown while the load runs (a failed load means a full build)."""
-        self._before_load = self.pending()
-        self._write(built=self._built(), pending=None)
+        data = self._read()
+        self._before_load = None if data is None else data.get("pending")
+        self._write(built=self._built(data), pending=None)
 
     def after_load(self, sources: set[str]) -> None:
         """Add the sources the load changed to those not built yet."""
         before = self._before_load
         pending = None if before is None else sorted(set(before) | sources)
-        self._write(built=self._built(), pending=pending)
+        self._write(built=self._built(self._read()), pending=pending)
 
     def plan(self, build: list[str], *, full_refresh: bool = False) -> BuildPlan:
         """The dbt arguments: ``build`` for every node, or a selection of what changed.
@@ -164,7 +165,7 @@ class BuildState:
         data = self._read()
         if data is None:
             return BuildPlan(list(build), True, "no record of an earlier build of this warehouse")
-        if not self._built():
+        if not self._built(data):
             return BuildPlan(list(build), True, "no successful build of this warehouse yet")
         pending = data.get("pending")
         if pending is None:

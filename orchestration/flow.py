@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from elt_settings import Settings, get_settings
 from orchestration.alerts import Alert, send_alert
-from orchestration.dbt_runner import DEFAULT_TARGET, PRODUCTION_BUILD, DbtRunResult, PreparedDbt
+from orchestration.dbt_runner import PRODUCTION_BUILD, DbtRunResult, PreparedDbt
 from orchestration.dbt_state import BuildState, changed_sources, warehouse_fingerprint
 from orchestration.retry import retry_if_transient
 
@@ -499,7 +499,7 @@ def _run_stages(
     full_refresh: bool,
     skip_publish: bool,
 ) -> None:
-    build_state = BuildState(DEFAULT_TARGET, warehouse_fingerprint(settings.dbt_env()))
+    build_state = BuildState(prepared.target, warehouse_fingerprint(settings.dbt_env()))
 
     def do_extract(stage: StageReport) -> None:
         _record_extract(
