@@ -664,64 +664,55 @@ def _rows_at(lake: Lake, rel: str, positions: np.ndarray) -> pa.Table:
     return rows.select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
 
 
-def _counts(rows: pa.Table) -> pd.DataFrame:
-    """Rows, units and amount per (file, bucket) of state rows."""
-    counts = rows.group_by(["file_name", "bucket"], use_threads=False).aggregate(
-        [("sale_id", "count"), ("quantity", "sum"), ("amount_e4", "sum")]
+def _counts(rows: pa.Table, h: np.ndarray) -> pd.DataFrame:
+    """Rows, units and amount per (hash bucket ``h`` of each row, file, bucket) of state rows."""
+    with_h = rows.select(["file_name", "bucket", "quantity", "amount_e4"]).append_column(
+        "h", pa.array(h, pa.int64())
+    )
+    counts = with_h.group_by(["h", "file_name", "bucket"], use_threads=False).aggregate(
+        [([], "count_all"), ("quantity", "sum"), ("amount_e4", "sum")]
     )
     return pd.DataFrame(
         {
+            "h": counts["h"].to_numpy(),
             "file_name": counts["file_name"].to_pylist(),
             "bucket": counts["bucket"].to_pylist(),
-            "n": counts["sale_id_count"].to_numpy(),
+            "n": counts["count_all"].to_numpy(),
             "units": counts["quantity_sum"].to_numpy(),
             "amount_e4": counts["amount_e4_sum"].to_numpy(),
         },
-        columns=_BUCKET_COUNTS,
+        columns=list(COUNTS_DTYPES),
     )
 
 
-def _update_hash_bucket(
+def _split_by_bucket(table: pa.Table, h: np.ndarray) -> dict[int, pa.Table]:
+    """``table``'s rows per hash bucket (``h`` gives each row's), in their order."""
+    order = np.argsort(h, kind="stable")
+    ordered = table.take(pa.array(order)) if len(order) else table
+    return {
+        int(h[order[start]]): ordered.slice(start, end - start) for start, end in _runs(h[order])
+    }
+
+
+def _old_rows_to_redo(
+    lake: Lake,
     h: int,
-    lake_url: str,
-    storage_options: dict | None,
-    staging: str,
-    changed_files: list[str],
-    run_id: str,
     live: dict[str, Any],
-    counts: list[tuple[str, str, int, int, int]],
-    max_segments: int = MAX_SEGMENTS,
-    max_label_ratio: float = COMPACT_LABELS,
-) -> dict[str, Any]:
-    """Recompute duplicate / superseded / valid for one sale_id hash bucket of the state.
+    labels: pa.Table,
+    staged: pa.Table,
+    changed: pa.Array,
+    holds_changed: bool,
+) -> pa.Table:
+    """The rows of bucket ``h`` (labels applied, gone rows dropped) that leave (their file
+    changed) or must be decided again (their sale_id gains or loses a row).
 
-    Rows of changed files leave the bucket (labelled gone), the staged rows of their new
-    versions come in as a new segment, and the sale_ids that gained or lost a row are decided
-    again: the rows whose decision changed get a label. Only the key columns of the bucket
-    are read, then the row groups holding those rows; nothing else is rewritten unless the
-    bucket is compacted. The new files are written below ``staging``; the run moves them into
-    the state and names them in ``segments.json`` only after the outputs are written, so a run
-    that fails half-way leaves the state as it was and the next run redoes the work.
-
-    Args:
-        counts: The bucket's ``(file_name, bucket, n, units, amount_e4)`` before the run.
-
-    Returns:
-        ``{"h", "live", "compacted", "files", "counts", "dates", "months"}``: the bucket's
-        live segments and labels after the run, the new files (in the staging folder), its
-        counts after the run, and the sale dates and months (as day numbers) whose valid rows
-        changed.
+    The decision for a sale_id depends on its rows alone. Only the key columns of the bucket's
+    segments are read, then the row groups holding the wanted rows. Rows already gone may be
+    among them; the labels drop them once read.
     """
-    lake = Lake(lake_url, storage_options)
-    segment_paths, labels_path = _bucket_paths(h, live)
-    old_labels = _read_labels(lake, labels_path)
-    staged = _with_segment(_state_table(lake, f"{staging}/valid/h={h:03d}"), run_id)
-
-    # Which old rows leave (their file changed) or must be decided again (their sale_id
-    # gains or loses a row): the decision for a sale_id depends on its rows alone. Rows
-    # already gone may be among them; the labels drop them once read.
-    changed = pa.array(changed_files, pa.string())
-    holds_changed = bool(set(changed_files) & {str(c[0]) for c in counts})
+    segment_paths, _ = _bucket_paths(h, live)
+    if not segment_paths:
+        return _SEGMENT_SCHEMA.empty_table()
     columns = ["sale_id", "file_name"] if holds_changed else ["sale_id"]
     keys = _keys_of_segments(lake, segment_paths, columns)
     from_changed = (
@@ -741,10 +732,71 @@ def _update_hash_bucket(
     parts = [
         _rows_at(lake, segment_paths[i], np.sort(positions[files == i])) for i in np.unique(files)
     ]
-    old = _labelled(pa.concat_tables(parts), old_labels) if parts else staged.slice(0, 0)
+    if not parts:
+        return _SEGMENT_SCHEMA.empty_table()
+    return _labelled(pa.concat_tables(parts), labels)
+
+
+def _update_hash_buckets(
+    hs: list[int],
+    lake_url: str,
+    storage_options: dict | None,
+    staging: str,
+    changed_files: list[str],
+    run_id: str,
+    live: dict[int, dict[str, Any]],
+    counts: list[tuple[int, str, str, int, int, int]],
+    max_segments: int = MAX_SEGMENTS,
+    max_label_ratio: float = COMPACT_LABELS,
+) -> dict[str, Any]:
+    """Recompute duplicate / superseded / valid for some sale_id hash buckets of the state.
+
+    Per bucket, rows of changed files leave (labelled gone), the staged rows of their new
+    versions come in as a new segment, and the sale_ids that gained or lost a row are decided
+    again: the rows whose decision changed get a label. Only the key columns of a bucket are
+    read, then the row groups holding those rows; nothing else is rewritten unless the
+    bucket is compacted. The decisions of all the task's buckets are taken together (a
+    sale_id lives in one bucket, so this is the same as bucket by bucket, with one pass of
+    the per-call costs instead of one per bucket: most of a small run's time). The new files
+    are written below ``staging``; the run moves them into the state and names them in
+    ``segments.json`` only after the outputs are written, so a run that fails half-way
+    leaves the state as it was and the next run redoes the work.
+
+    Args:
+        hs: The buckets of this task.
+        live: Each bucket's live segments and labels before the run (absent: none).
+        counts: The buckets' ``(h, file_name, bucket, n, units, amount_e4)`` before the run.
+
+    Returns:
+        ``{"buckets", "dates", "months"}``: per bucket ``{"h", "live", "compacted", "files",
+        "counts"}`` (its live segments and labels after the run, the new files in the
+        staging folder, its counts after the run), and the sale dates and months (as day
+        numbers) whose valid rows changed.
+    """
+    lake = Lake(lake_url, storage_options)
+    changed = pa.array(changed_files, pa.string())
+    holding_changed = {int(c[0]) for c in counts if str(c[1]) in set(changed_files)}
+    olds, stageds, old_hs, staged_hs = [], [], [], []
+    old_labels: dict[int, pa.Table] = {}
+    for h in hs:
+        old_labels[h] = _read_labels(lake, _bucket_paths(h, live.get(h, _NO_SEGMENTS))[1])
+        staged = _with_segment(_state_table(lake, f"{staging}/valid/h={h:03d}"), run_id)
+        old = _old_rows_to_redo(
+            lake, h, live.get(h, _NO_SEGMENTS), old_labels[h], staged, changed, h in holding_changed
+        )
+        olds.append(old.select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA))
+        stageds.append(staged)
+        old_hs.append(np.full(old.num_rows, h, dtype="int64"))
+        staged_hs.append(np.full(staged.num_rows, h, dtype="int64"))
+    old = pa.concat_tables([_SEGMENT_SCHEMA.empty_table(), *olds])
+    staged = pa.concat_tables([_SEGMENT_SCHEMA.empty_table(), *stageds])
+    old_h = np.concatenate([np.zeros(0, dtype="int64"), *old_hs])
+    staged_h = np.concatenate([np.zeros(0, dtype="int64"), *staged_hs])
+
     leaving_mask = _mask_in(old["file_name"], changed)
-    leaving = old.filter(leaving_mask)
-    redo_old_rows = old.filter(pc.invert(leaving_mask))
+    leaving_np = leaving_mask.to_numpy(zero_copy_only=False)
+    leaving, leaving_h = old.filter(leaving_mask), old_h[leaving_np]
+    redo_old_rows, redo_old_h = old.filter(pc.invert(leaving_mask)), old_h[~leaving_np]
     redo_old = _arrow_state_frame(redo_old_rows)
     redo = _state_frame(pd.concat([redo_old, _arrow_state_frame(staged)], ignore_index=True))
     if not redo.empty:
@@ -770,9 +822,9 @@ def _update_hash_bucket(
     if old_candidates.empty or new_candidates.empty:
         gone_rows, added = old_candidates, new_candidates
     else:
-        old_h, new_h = _row_hashes(old_candidates), _row_hashes(new_candidates)
-        gone_rows = old_candidates[~np.isin(old_h, new_h)]
-        added = new_candidates[~np.isin(new_h, old_h)]
+        old_hash, new_hash = _row_hashes(old_candidates), _row_hashes(new_candidates)
+        gone_rows = old_candidates[~np.isin(old_hash, new_hash)]
+        added = new_candidates[~np.isin(new_hash, old_hash)]
     dates = np.unique(np.concatenate([gone_rows["sale_date"], added["sale_date"]])).tolist()
     months = np.unique(np.concatenate([gone_rows["sale_month"], added["sale_month"]])).tolist()
 
@@ -782,12 +834,16 @@ def _update_hash_bucket(
     new_rows = staged.set_column(at, "bucket", decided[n_old:])
 
     # The counts move by what left or was re-decided (out) and what was decided (in).
-    before = pd.DataFrame(counts, columns=_BUCKET_COUNTS)
-    out = _counts(pa.concat_tables([leaving, redo_old_rows]))
+    before = pd.DataFrame(counts, columns=list(COUNTS_DTYPES))
+    out = _counts(
+        pa.concat_tables([leaving, redo_old_rows]), np.concatenate([leaving_h, redo_old_h])
+    )
     out[["n", "units", "amount_e4"]] *= -1
-    moved = pd.concat([before, out, _counts(pa.concat_tables([redone_old, new_rows]))])
-    after_counts = moved.groupby(["file_name", "bucket"], as_index=False).sum()
+    into = _counts(pa.concat_tables([redone_old, new_rows]), np.concatenate([redo_old_h, staged_h]))
+    moved = pd.concat([before, out, into])
+    after_counts = moved.groupby(["h", "file_name", "bucket"], as_index=False).sum()
     after_counts = after_counts[after_counts["n"] != 0]
+    counts_of = {int(h): part for h, part in after_counts.groupby("h")}
 
     # New labels: the re-decided old rows whose bucket changed, and the rows that left.
     changed_mask = pa.array(relabelled[:n_old])
@@ -797,55 +853,68 @@ def _update_hash_bucket(
             _label_rows(leaving, [GONE] * leaving.num_rows),
         ]
     )
-    labels = old_labels
-    if new_labels.num_rows:
-        labels = pa.concat_tables(
-            [
-                labels.join(new_labels.select(_KEY), keys=_KEY, join_type="left anti"),
-                new_labels,
-            ]
-        ).select(_LABELS_SCHEMA.names)
-    total = int(after_counts["n"].sum())
-    n_segments = len(live["segments"]) + (1 if new_rows.num_rows else 0)
-    compact = n_segments > max_segments or labels.num_rows > max_label_ratio * max(total, 1)
+    new_labels_of = _split_by_bucket(
+        new_labels, np.concatenate([redo_old_h[relabelled[:n_old]], leaving_h])
+    )
+    new_rows_of = _split_by_bucket(new_rows, staged_h)
 
-    written: list[str] = []
-    if compact:
-        # One segment with every current row: the labels are folded in, gone rows dropped.
-        everything = (
-            lake.read_tables(segment_paths).select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
-            if segment_paths
-            else _SEGMENT_SCHEMA.empty_table()
+    buckets = []
+    for h in hs:
+        bucket_live = live.get(h, _NO_SEGMENTS)
+        segment_paths, _ = _bucket_paths(h, bucket_live)
+        mine = new_rows_of.get(h, _SEGMENT_SCHEMA.empty_table())
+        labels = old_labels[h]
+        added_labels = new_labels_of.get(h)
+        if added_labels is not None:
+            labels = pa.concat_tables(
+                [
+                    labels.join(added_labels.select(_KEY), keys=_KEY, join_type="left anti"),
+                    added_labels,
+                ]
+            ).select(_LABELS_SCHEMA.names)
+        bucket_counts = counts_of.get(h, before.iloc[0:0])
+        total = int(bucket_counts["n"].sum())
+        n_segments = len(bucket_live["segments"]) + (1 if mine.num_rows else 0)
+        compact = n_segments > max_segments or labels.num_rows > max_label_ratio * max(total, 1)
+
+        written: list[str] = []
+        if compact:
+            # One segment with every current row: the labels are folded in, gone rows dropped.
+            everything = (
+                lake.read_tables(segment_paths).select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
+                if segment_paths
+                else _SEGMENT_SCHEMA.empty_table()
+            )
+            now = pa.concat_tables([_labelled(everything, labels), mine])
+            if now.num_rows:
+                written.append(_segment_path(staging, h, run_id))
+                rows = _sorted_rows(_with_segment(now, run_id))
+                lake.write_table(written[-1], rows, row_group_size=STATE_ROW_GROUP)
+            after = {"segments": [run_id] if now.num_rows else [], "labels": None}
+        else:
+            segments = list(bucket_live["segments"])
+            if mine.num_rows:
+                segments.append(run_id)
+                written.append(_segment_path(staging, h, run_id))
+                lake.write_table(written[-1], _sorted_rows(mine), row_group_size=STATE_ROW_GROUP)
+            labels_name = bucket_live["labels"]
+            if added_labels is not None:
+                labels_name = run_id
+                written.append(_labels_path(staging, h, run_id))
+                lake.write_table(written[-1], labels)
+            after = {"segments": segments, "labels": labels_name if labels.num_rows else None}
+        buckets.append(
+            {
+                "h": h,
+                "live": after,
+                "compacted": compact,
+                "files": written,
+                "counts": list(
+                    bucket_counts[list(COUNTS_DTYPES)].itertuples(index=False, name=None)
+                ),
+            }
         )
-        now = pa.concat_tables([_labelled(everything, labels), new_rows])
-        if now.num_rows:
-            written.append(_segment_path(staging, h, run_id))
-            rows = _sorted_rows(_with_segment(now, run_id))
-            lake.write_table(written[-1], rows, row_group_size=STATE_ROW_GROUP)
-        after = {"segments": [run_id] if now.num_rows else [], "labels": None}
-    else:
-        segments = list(live["segments"])
-        if new_rows.num_rows:
-            segments.append(run_id)
-            written.append(_segment_path(staging, h, run_id))
-            rows = _sorted_rows(new_rows)
-            lake.write_table(written[-1], rows, row_group_size=STATE_ROW_GROUP)
-        labels_name = live["labels"]
-        if new_labels.num_rows:
-            labels_name = run_id
-            written.append(_labels_path(staging, h, run_id))
-            lake.write_table(written[-1], labels)
-        after = {"segments": segments, "labels": labels_name if labels.num_rows else None}
-
-    return {
-        "h": h,
-        "live": after,
-        "compacted": compact,
-        "files": written,
-        "counts": list(after_counts.itertuples(index=False, name=None)),
-        "dates": dates,
-        "months": months,
-    }
+    return {"buckets": buckets, "dates": dates, "months": months}
 
 
 DAILY_GROUP = ["sale_date", "store_id", "product_id", "region"]
@@ -1221,6 +1290,42 @@ def _pieces(metas: list[tuple[str, list[int]]], slots: int = 1) -> list[tuple[in
         if group:
             pieces.append((len(pieces), path, group))
     return pieces
+
+
+BUCKET_TASK_ROWS = 250_000  # rows a task of several hash buckets decides at most (about)
+
+
+def _bucket_groups(
+    hs: list[int],
+    *,
+    staged_rows: int,
+    n_buckets: int,
+    changed_rows: pd.DataFrame,
+    slots: int,
+) -> list[list[int]]:
+    """The affected hash buckets split into tasks: contiguous groups of about
+    BUCKET_TASK_ROWS rows to decide each, and at least one group per worker slot while there
+    are buckets enough.
+
+    A bucket's rows are estimated as its share of the staged valid rows (sale_ids hash
+    evenly) plus the state rows of the changed files it holds (``changed_rows``: their
+    bucket counts). A large run gets a task per bucket; a small one (a new day) a few tasks,
+    so that the per-task costs are paid a few times instead of once per bucket.
+    """
+    if not hs:
+        return []
+    changed_by_h = changed_rows.groupby("h")["n"].sum() if len(changed_rows) else pd.Series()
+    weights = np.array(
+        [staged_rows / max(n_buckets, 1) + float(changed_by_h.get(h, 0)) for h in hs]
+    )
+    total = float(weights.sum())
+    n = min(len(hs), max(slots, int(np.ceil(total / BUCKET_TASK_ROWS))))
+    if total <= 0:
+        return [part.tolist() for part in np.array_split(np.asarray(hs), n)]
+    # Cut where the cumulative weight crosses each 1/n of the total (no empty group).
+    cumulative = np.cumsum(weights)
+    labels = np.minimum((cumulative - weights / 2) // (total / n), n - 1).astype(int)
+    return [hs[start:end] for start, end in _runs(labels)]
 
 
 def _slots(client: Client) -> int:
@@ -1608,35 +1713,47 @@ def preprocess_sales(
             counts_state.loc[counts_state["file_name"].isin(changed_names), "h"].astype(int)
         )
         hs = sorted(staged_h | holding_changed)
-        counts_of = {
-            int(h): list(part[_BUCKET_COUNTS].itertuples(index=False, name=None))
-            for h, part in counts_state[counts_state["h"].isin(hs)].groupby("h")
-        }
-        logger.info("Recomputing duplicates and supersessions in %d hash bucket(s)", len(hs))
-        results: list[dict[str, Any]] = []
-        if hs:
+        groups = _bucket_groups(
+            hs,
+            staged_rows=int(reason_counts.loc[reason_counts["reason"] == "", "n"].sum()),
+            n_buckets=n_hash_partitions,
+            changed_rows=counts_state[counts_state["file_name"].isin(changed_names)],
+            slots=_slots(client),
+        )
+        logger.info(
+            "Recomputing duplicates and supersessions in %d hash bucket(s), %d task(s)",
+            len(hs),
+            len(groups),
+        )
+        done: list[dict[str, Any]] = []
+        if groups:
             futures = [
                 client.submit(
-                    _update_hash_bucket,
-                    h,
+                    _update_hash_buckets,
+                    group,
                     lake_url,
                     storage_options,
                     staging,
                     changed_names,
                     run_id,
-                    manifest.get(h, _NO_SEGMENTS),
-                    counts_of.get(h, []),
+                    {h: manifest[h] for h in group if h in manifest},
+                    list(
+                        counts_state[counts_state["h"].isin(group)][list(COUNTS_DTYPES)].itertuples(
+                            index=False, name=None
+                        )
+                    ),
                     max_segments,
                     max_label_ratio,
                     pure=False,
                 )
-                for h in hs
+                for group in groups
             ]
-            results = _wait(client, futures, show_progress)
-        dates = sorted({d for r in results for d in r["dates"]})
-        months = sorted({m for r in results for m in r["months"]})
+            done = _wait(client, futures, show_progress)
+        results = [b for task in done for b in task["buckets"]]
+        dates = sorted({d for task in done for d in task["dates"]})
+        months = sorted({m for task in done for m in task["months"]})
         new_counts = pd.DataFrame(
-            [(r["h"], *c) for r in results for c in r["counts"]], columns=list(COUNTS_DTYPES)
+            [c for r in results for c in r["counts"]], columns=list(COUNTS_DTYPES)
         )
         counts_state = pd.concat(
             [counts_state[~counts_state["h"].isin(hs)], new_counts], ignore_index=True
@@ -1662,8 +1779,10 @@ def preprocess_sales(
         # of every bucket file, aggregates and writes the partitions itself.
         slots = _slots(client)
         ranges = _row_group_ranges(lake, state_paths, ["sale_date", "sale_month"])
-        work = [(c, "sale_date") for c in _chunks(dates, ranges["sale_date"], 1.0, 2 * slots)]
-        work += [(c, "sale_month") for c in _chunks(months, ranges["sale_month"], 30.44, slots)]
+        # The months first: a month reads about 30 dates' rows, its task is the longest, and
+        # the dates' tasks fill the other workers meanwhile (a new day: 1.0 s instead of 1.5).
+        work = [(c, "sale_month") for c in _chunks(months, ranges["sale_month"], 30.44, slots)]
+        work += [(c, "sale_date") for c in _chunks(dates, ranges["sale_date"], 1.0, 2 * slots)]
         futures = client.map(
             _aggregate_partitions,
             [values for values, _ in work],

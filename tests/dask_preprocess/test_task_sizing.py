@@ -1,13 +1,17 @@
-"""How the stage cuts its work into tasks: balanced pieces and bounded aggregation tasks."""
+"""How the stage cuts its work into tasks: balanced pieces, hash buckets grouped by the rows
+they decide, bounded aggregation tasks."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dask_preprocess.lake import Lake
 from dask_preprocess.preprocess import (
     AGGREGATE_TASK_ROWS,
+    BUCKET_TASK_ROWS,
+    _bucket_groups,
     _chunks,
     _pieces,
     _row_group_sizes,
@@ -50,3 +54,36 @@ def test_aggregation_chunks_are_contiguous_and_bounded() -> None:
     assert len(small) == 4 and all(small)
     assert _chunks([7], [], 1.0, 4) == [[7]]
     assert _chunks([], [(0, 1, 5)], 1.0, 4) == []
+
+
+def test_bucket_tasks_group_small_work_and_split_large_work() -> None:
+    hs = list(range(32))
+    no_changed = pd.DataFrame({"h": pd.Series(dtype="int32"), "n": pd.Series(dtype="int64")})
+
+    def groups(staged: int, changed: pd.DataFrame = no_changed, slots: int = 2) -> list:
+        return _bucket_groups(
+            hs, staged_rows=staged, n_buckets=32, changed_rows=changed, slots=slots
+        )
+
+    # A first load of 10 million rows: one task per bucket, as many rows each as fit.
+    assert groups(10_000_000) == [[h] for h in hs]
+    # A new day (30,000 rows): one task per worker slot, every bucket once, in order.
+    for slots in (1, 2, 3):
+        small = groups(30_000, slots=slots)
+        assert len(small) == slots
+        assert [h for g in small for h in g] == hs
+    # A million rows: tasks of at most about BUCKET_TASK_ROWS rows.
+    mid = groups(1_000_000)
+    assert [h for g in mid for h in g] == hs
+    assert max(len(g) for g in mid) * 1_000_000 / 32 <= BUCKET_TASK_ROWS * 1.1
+    # The state rows of a re-delivered file count where they are: its two buckets are in
+    # different tasks, each with little else (the day's share of a few buckets at most).
+    changed = pd.DataFrame({"h": [3, 4], "n": [400_000, 400_000]})
+    heavy = groups(30_000, changed)
+    assert [h for g in heavy for h in g] == hs
+    assert not any(3 in g and 4 in g for g in heavy)
+    assert all(len(g) <= 4 for g in heavy if 3 in g or 4 in g)
+    assert _bucket_groups([], staged_rows=0, n_buckets=32, changed_rows=no_changed, slots=2) == []
+    assert _bucket_groups([5], staged_rows=0, n_buckets=32, changed_rows=no_changed, slots=2) == [
+        [5]
+    ]
