@@ -1,6 +1,7 @@
 """Lake -> warehouse: the dlt pipelines that stage the lake into the ``raw_*`` schemas.
 
-Two pipelines, one per dataset, each keeping its state in the warehouse:
+Two pipelines, one per dataset, each keeping its state in the warehouse; the shop pipeline
+runs in a thread beside the sales one (they write to different schemas):
 
 - ``lake_to_raw_shop`` reads new files of ``raw/{stores,products,customers,delivered_files}``
   (only files of completed lake loads) and merges them on their primary keys.
@@ -21,9 +22,8 @@ Postgres gets CSV and COPY, without dlt's normalize and without a staging datase
   ``dlt.mark.with_file_import`` plus column hints taken from the Arrow schema, so dlt creates
   the same tables as before and its loader runs ``COPY ... FROM STDIN`` on each file (several
   files per table, loaded in parallel). The shop tables keep dlt's ``delete-insert`` merge
-  (small, keyed); only their normalize step is skipped. The shop pipeline runs in a thread
-  beside the sales pipeline; two threads read the partition files and one writes the CSV files
-  while the next partitions are read.
+  (small, keyed); only their normalize step is skipped. Two threads read the partition files
+  and one writes the CSV files while the next partitions are read.
 - The sales partitions are appended straight into the final tables. The rows of the replaced
   partitions are deleted by this module (one transaction, ``DELETE ... WHERE <partition> =
   ANY(...)``) after dlt's normalize and right before its load step, instead of dlt's merge
@@ -674,16 +674,14 @@ def load_to_warehouse(
 
         shop = (SHOP_PIPELINE_NAME, shop_dataset, shop_source(fs, lake_root, stats, csv_dir))
         sales = (SALES_PIPELINE_NAME, sales_dataset, sales_source(fs, lake_root, stats, csv_dir))
-        if csv_dir is None:
-            infos = [run(*shop), run(*sales)]
-        else:
-            # Postgres: the shop pipeline runs in a thread beside the sales one (one pipeline
-            # per thread is supported by dlt); its load waits on the server while the sales
-            # files are read.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-shop") as pool:
-                shop_info = pool.submit(run, *shop)
-                sales_info = run(*sales)
-                infos = [shop_info.result(), sales_info]
+        # The shop pipeline runs in a thread beside the sales one (one pipeline per thread is
+        # supported by dlt; they write to different schemas): its fixed costs (state, schema,
+        # the load's bookkeeping) and its load overlap the sales files' reading. DuckDB: both
+        # connect to one database in this process; Postgres: its load waits on the server.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-shop") as pool:
+            shop_info = pool.submit(run, *shop)
+            sales_info = run(*sales)
+            infos = [shop_info.result(), sales_info]
         for (_, dataset, _), info in zip((shop, sales), infos, strict=True):
             result.load_ids.extend(info.loads_ids)
             changed = {"_dlt_loads"} if info.loads_ids else set()
