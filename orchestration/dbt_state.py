@@ -7,6 +7,12 @@ freshness`` results). Here the load stage says which raw tables it changed, whic
 run builds::
 
     dbt build --select source:<changed table>+ ... state:modified+ --state <last build>
+        --exclude config.materialized:view,state:unmodified --indirect-selection empty
+
+The views among them are left out when their code did not change: a view shows its raw
+table's new rows without being created again, so re-creating it (three statements each)
+only costs time; their tests still run (``--indirect-selection empty`` keeps a test whose
+model is left out: the ``+`` operators select the tests themselves).
 
 The record lives beside dbt's artifacts (``<target>/elt_build_state/``): the manifest of the
 last successful build and the raw tables changed since (``pending``). Every way a change
@@ -18,7 +24,8 @@ could be lost falls back to building every node:
   tables, so a load that fails half-way (one dataset committed, the other not) leads to a
   full build next time;
 - the changed tables are cleared only by a successful build; a failed build leaves them
-  for the next run, which builds them again;
+  for the next run, which builds them again, its views included (a view whose creation
+  failed half-way, or one dropped by hand that made the build fail, is created again);
 - ``--full-refresh`` builds everything.
 
 Tables written outside the pipeline (by hand) are not seen: ``elt run --full-refresh`` or
@@ -43,6 +50,13 @@ RAW_SOURCES: dict[str, str] = {"raw_shop": "shop", "raw_sales": "sales"}
 STATE_DIR = "elt_build_state"
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
+#: Selective builds leave out the views whose code did not change, not their tests.
+KEEP_VIEWS = (
+    "--exclude",
+    "config.materialized:view,state:unmodified",
+    "--indirect-selection",
+    "empty",
+)
 _SECRET_KEYS = ("PASSWORD",)
 
 
@@ -118,13 +132,14 @@ class BuildState:
             return None
         return data
 
-    def _write(self, *, built: bool, pending: list[str] | None) -> None:
+    def _write(self, *, built: bool, pending: list[str] | None, views: bool = False) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         data = {
             "format": STATE_FORMAT,
             "fingerprint": self.fingerprint,
             "built": built,
             "pending": pending,
+            "views": views,
         }
         tmp = self.dir / f"{STATE_FILE}.tmp"
         tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
@@ -145,13 +160,19 @@ class BuildState:
         """Mark the changes unknown while the load runs (a failed load means a full build)."""
         data = self._read()
         self._before_load = None if data is None else data.get("pending")
-        self._write(built=self._built(data), pending=None)
+        self._write(built=self._built(data), pending=None, views=self._views(data))
 
     def after_load(self, sources: set[str]) -> None:
         """Add the sources the load changed to those not built yet."""
         before = self._before_load
         pending = None if before is None else sorted(set(before) | sources)
-        self._write(built=self._built(self._read()), pending=pending)
+        data = self._read()
+        self._write(built=self._built(data), pending=pending, views=self._views(data))
+
+    @staticmethod
+    def _views(data: dict | None) -> bool:
+        """Whether the last build succeeded, so every view it had exists (no key: unknown)."""
+        return bool(data and data.get("views"))
 
     def plan(self, build: list[str], *, full_refresh: bool = False) -> BuildPlan:
         """The dbt arguments: ``build`` for every node, or a selection of what changed.
@@ -178,13 +199,21 @@ class BuildState:
         )
         # state:modified+ usually selects nothing: dbt's warning about it would be noise.
         quiet = ["--warn-error-options", json.dumps({"silence": ["NoNodesForSelectionCriteria"]})]
-        return BuildPlan(
-            [*build, "--select", *selectors, "--state", str(self.dir), *quiet], False, reason
-        )
+        args = [*build, "--select", *selectors, "--state", str(self.dir), *quiet]
+        if self._views(data):
+            args += [*KEEP_VIEWS]
+            reason += "; unchanged views kept"
+        else:
+            reason += "; views created again: the last build failed or is not recorded"
+        return BuildPlan(args, False, reason)
 
     def after_build(self, success: bool) -> None:
-        """After a successful build, keep its manifest and clear the changes it built."""
+        """After a successful build, keep its manifest and clear the changes it built; after
+        a failed one, keep the changes and create the views again next time."""
         if not success:
+            data = self._read()
+            if data is not None:
+                self._write(built=self._built(data), pending=data.get("pending"), views=False)
             return
         manifest = self.target / "manifest.json"
         if not manifest.exists():
@@ -193,4 +222,4 @@ class BuildState:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(manifest, self.dir / "manifest.json")
-        self._write(built=True, pending=[])
+        self._write(built=True, pending=[], views=True)

@@ -12,11 +12,17 @@ import json
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from elt_settings import dbt_env_for
 from orchestration.dbt_runner import DBT_PROJECT_DIR, PRODUCTION_BUILD, PreparedDbt, run_dbt
-from orchestration.dbt_state import BuildState, changed_sources, warehouse_fingerprint
+from orchestration.dbt_state import (
+    KEEP_VIEWS,
+    BuildState,
+    changed_sources,
+    warehouse_fingerprint,
+)
 from tests.dbt import raw_data
 
 BUILD = list(PRODUCTION_BUILD)
@@ -75,12 +81,17 @@ def test_the_record_selects_only_what_is_known_to_be_safe(tmp_path: Path) -> Non
     selection = plan.args[plan.args.index("--select") + 1 : plan.args.index("--state")]
     assert selection == ["source:sales.daily_sales+", "source:shop.customers+", "state:modified+"]
     assert plan.args[plan.args.index("--state") + 1] == str(target / "elt_build_state")
+    assert plan.args[-len(KEEP_VIEWS) :] == list(KEEP_VIEWS)  # the views exist: kept
 
-    # The build failed: the next load's tables add to the ones not built yet.
+    # The build failed: the next load's tables add to the ones not built yet, and the views
+    # are created again (one may be missing: that can be why the build failed).
     state.after_build(False)
     state.before_load()
     state.after_load({"sales.file_quality"})
     assert state.pending() == ["sales.daily_sales", "sales.file_quality", "shop.customers"]
+    plan = state.plan(BUILD)
+    assert not plan.full and "--indirect-selection" not in plan.args
+    assert "views created again" in plan.reason
 
     # A load that did not return (failed half-way): the changes are unknown, every node.
     state.before_load()
@@ -97,6 +108,7 @@ def test_the_record_selects_only_what_is_known_to_be_safe(tmp_path: Path) -> Non
     state.after_load(set())
     plan = state.plan(BUILD)
     assert not plan.full and plan.args[plan.args.index("--select") + 1] == "state:modified+"
+    assert plan.args[-len(KEEP_VIEWS) :] == list(KEEP_VIEWS)
     # --full-refresh, or another warehouse or environment: every node.
     assert state.plan(BUILD, full_refresh=True).args == [*BUILD, "--full-refresh"]
     assert BuildState(target, "fp-2").plan(BUILD).full
@@ -120,26 +132,43 @@ def test_selective_builds_run_what_changed_data_and_code_reach(tmp_path: Path) -
     raw_data.write_raw_duckdb(warehouse, 2)
     state = BuildState(target, warehouse_fingerprint(env))
 
-    def build(changed: set[str]) -> tuple[bool, set[str]]:
+    def build(changed: set[str], *, succeeds: bool = True) -> tuple[bool, set[str]]:
         state.before_load()
         state.after_load(changed)
         plan = state.plan(BUILD)
         with PreparedDbt(env=env, project_dir=project, target_path=target) as prepared:
             result = prepared.run(plan.args)
-        assert result.success, result.failure_report()
+        assert result.success is succeeds, result.failure_report()
         state.after_build(result.success)
+        tested.clear()
+        tested.update(n.unique_id for n in result.nodes if n.resource_type == "test")
         return plan.full, _ran(result.nodes)
+
+    tested: set[str] = set()
 
     full, everything = build(set())
     assert full and "model.retail_elt.fct_daily_sales" in everything
 
     full, ran = build({"shop.customers"})
     assert not full
-    assert "model.retail_elt.stg_shop__customers" in ran
     assert "snapshot.retail_elt.snap_customers" in ran
     assert "model.retail_elt.dim_customers" in ran
     assert "model.retail_elt.fct_daily_sales" not in ran
     assert "snapshot.retail_elt.snap_products" not in ran
+    # The staging view is not created again (its code did not change), its tests run.
+    assert "model.retail_elt.stg_shop__customers" not in ran
+    assert any(".not_null_stg_shop__customers_customer_id." in t for t in tested)
+
+    # A view dropped by hand: the tests on it fail, so the build fails; the next build
+    # creates the views again (with the changes the failed build left) and succeeds.
+    with duckdb.connect(warehouse) as con:
+        con.execute("drop view staging.stg_shop__customers")
+    full, ran = build({"shop.customers"}, succeeds=False)
+    assert not full and "model.retail_elt.stg_shop__customers" not in ran
+    full, ran = build(set())
+    assert not full
+    assert {"model.retail_elt.stg_shop__customers", "snapshot.retail_elt.snap_customers"} <= ran
+    assert "model.retail_elt.fct_daily_sales" not in ran
 
     # Nothing new, no change: nothing to build.
     full, ran = build(set())
