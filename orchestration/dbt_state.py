@@ -7,12 +7,16 @@ freshness`` results). Here the load stage says which raw tables it changed, whic
 run builds::
 
     dbt build --select source:<changed table>+ ... state:modified+ --state <last build>
-        --exclude config.materialized:view,state:unmodified --indirect-selection empty
+        --exclude path:models/staging,config.materialized:view,state:unmodified
+        --indirect-selection empty
 
-The views among them are left out when their code did not change: a view shows its raw
-table's new rows without being created again, so re-creating it (three statements each)
+The staging views among them are left out when their code did not change: such a view shows
+its raw table's new rows without being created again, so re-creating it (three statements)
 only costs time; their tests still run (``--indirect-selection empty`` keeps a test whose
-model is left out: the ``+`` operators select the tests themselves).
+model is left out: the ``+`` operators select the tests themselves). Only staging views:
+they read the raw tables alone, which the load never drops, while a view over a dbt model
+can be dropped by that model's rebuild (Postgres drops a replaced relation with
+``cascade``) and must then be created again in the same build.
 
 The record lives beside dbt's artifacts (``<target>/elt_build_state/``): the manifest of the
 last successful build and the raw tables changed since (``pending``). Every way a change
@@ -50,10 +54,10 @@ RAW_SOURCES: dict[str, str] = {"raw_shop": "shop", "raw_sales": "sales"}
 STATE_DIR = "elt_build_state"
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
-#: Selective builds leave out the views whose code did not change, not their tests.
+#: Selective builds leave out the staging views whose code did not change, not their tests.
 KEEP_VIEWS = (
     "--exclude",
-    "config.materialized:view,state:unmodified",
+    "path:models/staging,config.materialized:view,state:unmodified",
     "--indirect-selection",
     "empty",
 )
@@ -202,9 +206,9 @@ class BuildState:
         args = [*build, "--select", *selectors, "--state", str(self.dir), *quiet]
         if self._views(data):
             args += [*KEEP_VIEWS]
-            reason += "; unchanged views kept"
+            reason += "; unchanged staging views kept"
         else:
-            reason += "; views created again: the last build failed or is not recorded"
+            reason += "; staging views created again: the last build failed or is not recorded"
         return BuildPlan(args, False, reason)
 
     def after_build(self, success: bool) -> None:
