@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import dask
 import psutil
 from distributed import Client, LocalCluster
 
@@ -92,6 +93,14 @@ def dask_client(
         )
         shape = {"n_workers": 1, "threads_per_worker": workers, "memory_limit": limit * workers}
     with (
+        # The workers' statistical profiler (sys._current_frames() every 10 ms, for the
+        # dashboard's profile page) can deadlock CPython 3.11 when a task starts a thread:
+        # the frames are collected under the interpreter's thread-list lock, a garbage
+        # collection then runs distributed's GC callback, which gives up the GIL, and the
+        # thread being started waits for that lock while holding the GIL (CPython
+        # gh-106883; seen here as a 10M run that hung in its aggregation step). Nothing here
+        # reads those profiles.
+        dask.config.set({"distributed.worker.profile.enabled": False}),
         # no fixed dashboard port: other clusters may run here
         LocalCluster(processes=processes, dashboard_address=":0", **shape) as cluster,
         Client(cluster) as client,

@@ -1125,8 +1125,7 @@ def _write_quarantine(lake: Lake, staging: str, changed_files: list[str]) -> int
     }
     _write_partitions(lake, writes)
     gone = [n for n in changed_files if n not in slices]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lake.delete, [f"{QUARANTINE_ROWS}/{file_key(n)}.parquet" for n in gone]))
+    list(_WRITERS.map(lake.delete, [f"{QUARANTINE_ROWS}/{file_key(n)}.parquet" for n in gone]))
     return sum(t.num_rows for t in writes.values())
 
 
@@ -1375,10 +1374,15 @@ def _latest_versions(
 # ---------------------------------------------------------------------------------------------
 
 
+#: Writes many small partition files at once (Parquet encoding and I/O release the GIL).
+#: One pool for the process, its threads started once: tasks do not start threads (see
+#: ``cluster.py`` on the deadlock that starting threads under the workers' profiler risks).
+_WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-writer")
+
+
 def _write_partitions(lake: Lake, tables: dict[str, pa.Table]) -> None:
-    """Write many small partition files at once (Parquet encoding and I/O release the GIL)."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda item: lake.write_table(*item), tables.items()))
+    """Write many small partition files at once, in the shared writer threads."""
+    list(_WRITERS.map(lambda item: lake.write_table(*item), tables.items()))
 
 
 def _file_quality(files: pd.DataFrame, counts: pd.DataFrame) -> list[FileQuality]:

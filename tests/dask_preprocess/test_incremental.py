@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dask_preprocess import local_cluster_size, preprocess_sales
+from dask_preprocess.cluster import dask_client
 from tests.dask_preprocess.dirty import dirty_stream
 from tests.dask_preprocess.lakebuilder import LakeBuilder, sale
 from tests.dask_preprocess.reference import reference
@@ -281,3 +282,12 @@ def test_starts_its_own_local_cluster_without_an_address(
         )
     assert result.did_work and result.totals["rows_valid"] == 1
     assert f"Starting {started}" in caplog.text
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_local_workers_run_without_the_statistical_profiler(processes: bool) -> None:
+    """The profiler's sys._current_frames() calls can deadlock CPython 3.11 with a task that
+    starts a thread (a 10M benchmark run hung that way): the local cluster turns it off."""
+    with dask_client(n_workers=1, processes=processes) as client:
+        profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+    assert profiling and not any(profiling.values())
