@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timezone", default=defaults.timezone, help="business time zone")
     p.add_argument("--clean", action="store_true", help="remove the work folder after the run")
     p.add_argument(
+        "--stage-timeout",
+        type=float,
+        default=defaults.stage_timeout,
+        help="seconds a stage's run may take before it is stopped and reported as failed "
+        "(default %(default)s; 0: no limit)",
+    )
+    p.add_argument(
         "--rerender",
         type=Path,
         default=None,
@@ -102,6 +109,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         sample_rows=args.sample_rows,
         timezone=args.timezone,
         keep_workdir=not args.clean,
+        stage_timeout=args.stage_timeout or None,
     )
 
 

@@ -129,6 +129,8 @@ class BenchConfig:
         sample_rows: Rows of the pandas ``to_sql`` sample.
         timezone: The business time zone.
         keep_workdir: Keep the scratch data after the run.
+        stage_timeout: Seconds a stage's run may take before it is stopped and reported as
+            failed (a hung run then ends the stage, not the benchmark); None: no limit.
     """
 
     sizes: list[int] = field(default_factory=lambda: [1_000_000, 10_000_000])
@@ -151,6 +153,7 @@ class BenchConfig:
     sample_rows: int = 50_000
     timezone: str = "Europe/Moscow"
     keep_workdir: bool = True
+    stage_timeout: float | None = 1800.0
     goals: Targets = field(default_factory=Targets)
 
     def __post_init__(self) -> None:

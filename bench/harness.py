@@ -282,7 +282,9 @@ class Harness:
 
     def _measure(self, stage: str, args: dict[str, Any], profile: bool = False) -> Measurement:
         spec = {"stage": stage, "args": args, "profile": profile}
-        return run_stage(spec, scratch=self.scratch, env=self.env)
+        return run_stage(
+            spec, scratch=self.scratch, env=self.env, timeout=self.config.stage_timeout
+        )
 
     def _repeat(
         self,

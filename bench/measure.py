@@ -118,9 +118,11 @@ def run_stage(
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        timed_out = False
         try:
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            timed_out = True
             for child in ps.children(recursive=True):
                 child.kill()
             proc.kill()
@@ -130,6 +132,12 @@ def run_stage(
             stop.set()
             sampler.join()
     wall = time.perf_counter() - started
+    if timed_out:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+        raise StageFailed(
+            f"stage {spec['stage']} did not finish in {timeout:.0f} s and was stopped "
+            f"(raise --stage-timeout if it is only slow):\n{tail}"
+        )
     if returncode != 0 or not out_path.exists():
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
         raise StageFailed(f"stage {spec['stage']} failed (exit {returncode}):\n{tail}")

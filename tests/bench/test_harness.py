@@ -15,6 +15,7 @@ import pytest
 from bench.__main__ import main
 from bench.child import dbt_log_times
 from bench.config import STAGES, BenchConfig, parse_sizes, size_label
+from bench.measure import StageFailed, run_stage
 
 DUCKDB_STAGES = [s for s in STAGES if not s.endswith("postgres")]
 ROWS = 2_000
@@ -207,3 +208,12 @@ def test_report_chart_and_targets_are_written(bench_results: tuple[int, Path]) -
     assert data["machine"]["cpu_count"] >= 1
     # The platform's default Dask cluster: threads of the stage's process.
     assert data["pins"]["dask_cluster"] == f"1 in-process worker, {os.cpu_count() or 1} thread(s)"
+
+
+def test_a_stage_that_does_not_finish_in_time_is_stopped_and_reported(tmp_path: Path) -> None:
+    """A hung stage (a deadlock, say) fails with a clear message instead of hanging the run;
+    its process is gone."""
+    spec = {"stage": "generate", "args": {"rows": ROWS, "out": str(tmp_path / "drop")}}
+    with pytest.raises(StageFailed, match="did not finish in 0 s and was stopped"):
+        run_stage(spec, scratch=tmp_path / "runs", env={}, timeout=0.05)
+    assert BenchConfig().stage_timeout == 1800.0
