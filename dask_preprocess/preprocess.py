@@ -775,7 +775,8 @@ def _update_hash_buckets(
     """
     lake = Lake(lake_url, storage_options)
     changed = pa.array(changed_files, pa.string())
-    holding_changed = {int(c[0]) for c in counts if str(c[1]) in set(changed_files)}
+    changed_set = set(changed_files)
+    holding_changed = {int(c[0]) for c in counts if str(c[1]) in changed_set}
     olds, stageds, old_hs, staged_hs = [], [], [], []
     old_labels: dict[int, pa.Table] = {}
     for h in hs:
@@ -1151,7 +1152,6 @@ COUNTS_DTYPES: dict[str, str] = {
     "units": "int64",
     "amount_e4": "int64",
 }
-_BUCKET_COUNTS = [c for c in COUNTS_DTYPES if c != "h"]  # one bucket's counts, per (file, bucket)
 CONSUMED_DTYPES: dict[str, str] = {"path": "str", "size": "int64"}
 
 
