@@ -696,21 +696,19 @@ def _split_by_bucket(table: pa.Table, h: np.ndarray) -> dict[int, pa.Table]:
 
 def _old_rows_to_redo(
     lake: Lake,
-    h: int,
-    live: dict[str, Any],
+    segment_paths: list[str],
     labels: pa.Table,
     staged: pa.Table,
     changed: pa.Array,
     holds_changed: bool,
 ) -> pa.Table:
-    """The rows of bucket ``h`` (labels applied, gone rows dropped) that leave (their file
-    changed) or must be decided again (their sale_id gains or loses a row).
+    """The rows of a bucket (its segments and labels; gone rows dropped) that leave (their
+    file changed) or must be decided again (their sale_id gains or loses a row).
 
     The decision for a sale_id depends on its rows alone. Only the key columns of the bucket's
     segments are read, then the row groups holding the wanted rows. Rows already gone may be
     among them; the labels drop them once read.
     """
-    segment_paths, _ = _bucket_paths(h, live)
     if not segment_paths:
         return _SEGMENT_SCHEMA.empty_table()
     columns = ["sale_id", "file_name"] if holds_changed else ["sale_id"]
@@ -778,12 +776,14 @@ def _update_hash_buckets(
     changed_set = set(changed_files)
     holding_changed = {int(c[0]) for c in counts if str(c[1]) in changed_set}
     olds, stageds, old_hs, staged_hs = [], [], [], []
+    segment_paths: dict[int, list[str]] = {}
     old_labels: dict[int, pa.Table] = {}
     for h in hs:
-        old_labels[h] = _read_labels(lake, _bucket_paths(h, live.get(h, _NO_SEGMENTS))[1])
+        segment_paths[h], labels_path = _bucket_paths(h, live.get(h, _NO_SEGMENTS))
+        old_labels[h] = _read_labels(lake, labels_path)
         staged = _with_segment(_state_table(lake, f"{staging}/valid/h={h:03d}"), run_id)
         old = _old_rows_to_redo(
-            lake, h, live.get(h, _NO_SEGMENTS), old_labels[h], staged, changed, h in holding_changed
+            lake, segment_paths[h], old_labels[h], staged, changed, h in holding_changed
         )
         olds.append(old.select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA))
         stageds.append(staged)
@@ -861,9 +861,6 @@ def _update_hash_buckets(
 
     buckets = []
     for h in hs:
-        bucket_live = live.get(h, _NO_SEGMENTS)
-        segment_paths, _ = _bucket_paths(h, bucket_live)
-        mine = new_rows_of.get(h, _SEGMENT_SCHEMA.empty_table())
         labels = old_labels[h]
         added_labels = new_labels_of.get(h)
         if added_labels is not None:
@@ -874,41 +871,25 @@ def _update_hash_buckets(
                 ]
             ).select(_LABELS_SCHEMA.names)
         bucket_counts = counts_of.get(h, before.iloc[0:0])
-        total = int(bucket_counts["n"].sum())
-        n_segments = len(bucket_live["segments"]) + (1 if mine.num_rows else 0)
-        compact = n_segments > max_segments or labels.num_rows > max_label_ratio * max(total, 1)
-
-        written: list[str] = []
-        if compact:
-            # One segment with every current row: the labels are folded in, gone rows dropped.
-            everything = (
-                lake.read_tables(segment_paths).select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
-                if segment_paths
-                else _SEGMENT_SCHEMA.empty_table()
-            )
-            now = pa.concat_tables([_labelled(everything, labels), mine])
-            if now.num_rows:
-                written.append(_segment_path(staging, h, run_id))
-                rows = _sorted_rows(_with_segment(now, run_id))
-                lake.write_table(written[-1], rows, row_group_size=STATE_ROW_GROUP)
-            after = {"segments": [run_id] if now.num_rows else [], "labels": None}
-        else:
-            segments = list(bucket_live["segments"])
-            if mine.num_rows:
-                segments.append(run_id)
-                written.append(_segment_path(staging, h, run_id))
-                lake.write_table(written[-1], _sorted_rows(mine), row_group_size=STATE_ROW_GROUP)
-            labels_name = bucket_live["labels"]
-            if added_labels is not None:
-                labels_name = run_id
-                written.append(_labels_path(staging, h, run_id))
-                lake.write_table(written[-1], labels)
-            after = {"segments": segments, "labels": labels_name if labels.num_rows else None}
+        live_after, compacted, written = _write_bucket(
+            lake,
+            h,
+            live.get(h, _NO_SEGMENTS),
+            segment_paths[h],
+            new_rows_of.get(h, _SEGMENT_SCHEMA.empty_table()),
+            labels,
+            added_labels is not None,
+            int(bucket_counts["n"].sum()),
+            staging=staging,
+            run_id=run_id,
+            max_segments=max_segments,
+            max_label_ratio=max_label_ratio,
+        )
         buckets.append(
             {
                 "h": h,
-                "live": after,
-                "compacted": compact,
+                "live": live_after,
+                "compacted": compacted,
                 "files": written,
                 "counts": list(
                     bucket_counts[list(COUNTS_DTYPES)].itertuples(index=False, name=None)
@@ -916,6 +897,59 @@ def _update_hash_buckets(
             }
         )
     return {"buckets": buckets, "dates": dates, "months": months}
+
+
+def _write_bucket(
+    lake: Lake,
+    h: int,
+    live: dict[str, Any],
+    segment_paths: list[str],
+    new_rows: pa.Table,
+    labels: pa.Table,
+    labels_changed: bool,
+    total: int,
+    *,
+    staging: str,
+    run_id: str,
+    max_segments: int,
+    max_label_ratio: float,
+) -> tuple[dict[str, Any], bool, list[str]]:
+    """Write bucket ``h``'s new files below ``staging``: its new rows as a segment and its
+    labels (all of them, ``labels``) when they changed, or, when the bucket has too many
+    segments or labels for its ``total`` rows, one compacted segment of every current row.
+
+    Returns:
+        The bucket's live segments and labels after the run, whether it was compacted, and
+        the files written.
+    """
+    n_segments = len(live["segments"]) + (1 if new_rows.num_rows else 0)
+    compact = n_segments > max_segments or labels.num_rows > max_label_ratio * max(total, 1)
+    written: list[str] = []
+    if compact:
+        # One segment with every current row: the labels are folded in, gone rows dropped.
+        everything = (
+            lake.read_tables(segment_paths).select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
+            if segment_paths
+            else _SEGMENT_SCHEMA.empty_table()
+        )
+        now = pa.concat_tables([_labelled(everything, labels), new_rows])
+        if now.num_rows:
+            written.append(_segment_path(staging, h, run_id))
+            rows = _sorted_rows(_with_segment(now, run_id))
+            lake.write_table(written[-1], rows, row_group_size=STATE_ROW_GROUP)
+        return {"segments": [run_id] if now.num_rows else [], "labels": None}, True, written
+    segments = list(live["segments"])
+    if new_rows.num_rows:
+        segments.append(run_id)
+        written.append(_segment_path(staging, h, run_id))
+        lake.write_table(written[-1], _sorted_rows(new_rows), row_group_size=STATE_ROW_GROUP)
+    labels_name = live["labels"]
+    if labels_changed:
+        labels_name = run_id
+        written.append(_labels_path(staging, h, run_id))
+        lake.write_table(written[-1], labels)
+    live_after = {"segments": segments, "labels": labels_name if labels.num_rows else None}
+    return live_after, False, written
 
 
 DAILY_GROUP = ["sale_date", "store_id", "product_id", "region"]
