@@ -205,7 +205,7 @@ class BuildState:
         quiet = ["--warn-error-options", json.dumps({"silence": ["NoNodesForSelectionCriteria"]})]
         args = [*build, "--select", *selectors, "--state", str(self.dir), *quiet]
         if self._views(data):
-            args += [*KEEP_VIEWS]
+            args += KEEP_VIEWS
             reason += "; unchanged staging views kept"
         else:
             reason += "; staging views created again: the last build failed or is not recorded"
