@@ -68,7 +68,7 @@ serve: install ## Serve the scheduled deployment (weekly, Tuesday 12:45 Moscow t
 	$(RUN) elt serve
 
 .PHONY: bench
-bench: install ## Benchmark every stage against its reference: 1M and 10M sales, 3 runs each (median, min, max), profiles of misses (writes bench/results/; about an hour on 2 cores)
+bench: install ## Benchmark every stage against its reference: 1M and 10M sales, 3 runs each (median, min, max), profiles of misses (writes bench/results/; 25-60 minutes on 2 cores)
 	$(RUN) python -m bench --profile
 
 .PHONY: up
