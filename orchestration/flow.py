@@ -527,12 +527,16 @@ def _run_stages(
         plan = build_state.plan(list(PRODUCTION_BUILD), full_refresh=full_refresh)
         summary.dbt_plan = plan.summary
         get_run_logger().info("dbt builds %s", plan.summary)
+        result: DbtRunResult | None = None
         try:
             result = transform(plan.args, prepared)
         except DbtBuildFailed as exc:
             _record_dbt(summary, stage, exc.result)
             raise
-        build_state.after_build(result.success)
+        finally:
+            # A failed build (a failing node, or dbt not finishing) is recorded too: its
+            # changes stay pending and the next build creates the staging views again.
+            build_state.after_build(result is not None and result.success)
         _record_dbt(summary, stage, result)
 
     def do_publish(stage: StageReport) -> None:

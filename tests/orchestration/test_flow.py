@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 import generator
+from elt_settings import get_settings
+from orchestration.dbt_runner import DBT_PROJECT_DIR, PRODUCTION_BUILD
+from orchestration.dbt_state import BuildState, warehouse_fingerprint
 from orchestration.flow import RunSummary, retail_elt
 from tests.support.webhook import webhook_server
 
@@ -278,6 +281,11 @@ def test_a_failing_dbt_test_fails_the_flow_by_name_and_alerts(
         failure_alerts = [t for t in hook.texts() if "failed" in t and "retail-elt run" in t]
         assert failure_alerts, hook.texts()
         assert "positive_amount" in failure_alerts[-1]
+        # The failed build is recorded: the next run builds what it left, views included.
+        fingerprint = warehouse_fingerprint(get_settings().dbt_env())
+        state = BuildState(DBT_PROJECT_DIR / "target", fingerprint)
+        plan = state.plan(list(PRODUCTION_BUILD))
+        assert not plan.full and "staging views created again" in plan.reason
 
 
 @pytest.mark.postgres
