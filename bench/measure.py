@@ -132,15 +132,15 @@ def run_stage(
             stop.set()
             sampler.join()
     wall = time.perf_counter() - started
-    if timed_out:
+    if timed_out or returncode != 0 or not out_path.exists():
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
-        raise StageFailed(
-            f"stage {spec['stage']} did not finish in {timeout:.0f} s and was stopped "
-            f"(raise --stage-timeout if it is only slow):\n{tail}"
+        what = (
+            f"did not finish in {timeout:.0f} s and was stopped (raise --stage-timeout if it "
+            "is only slow)"
+            if timed_out
+            else f"failed (exit {returncode})"
         )
-    if returncode != 0 or not out_path.exists():
-        tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
-        raise StageFailed(f"stage {spec['stage']} failed (exit {returncode}):\n{tail}")
+        raise StageFailed(f"stage {spec['stage']} {what}:\n{tail}")
     out = json.loads(out_path.read_text(encoding="utf-8"))
     for path in (spec_path, out_path, log_path):
         path.unlink(missing_ok=True)
