@@ -594,8 +594,12 @@ def _run_copy_pipeline(pipeline: dlt.Pipeline, source: Any, stats: _Stats) -> An
         raise
 
 
-def _destination(target: Target, duckdb_path: str | None, postgres_dsn: str | None) -> Any:
+def _destination(
+    target: Target, duckdb_path: str | None, postgres_dsn: str | None, duckdb_conn: Any = None
+) -> Any:
     if target == "duckdb":
+        if duckdb_conn is not None:
+            return dlt.destinations.duckdb(credentials=duckdb_conn)
         if not duckdb_path:
             raise ValueError("target 'duckdb' needs duckdb_path")
         return dlt.destinations.duckdb(credentials=normalize_url(duckdb_path))
@@ -608,6 +612,35 @@ def _destination(target: Target, duckdb_path: str | None, postgres_dsn: str | No
             credentials.password = ""
         return dlt.destinations.postgres(credentials=credentials)
     raise ValueError(f"unknown target {target!r}: use 'duckdb' or 'postgres'")
+
+
+@contextlib.contextmanager
+def _duckdb_connections(
+    target: Target, duckdb_path: str | None, names: list[str]
+) -> Iterator[dict[str, Any]]:
+    """DuckDB: the database opened once, and a connection to it per pipeline (by name).
+
+    The two pipelines load side by side in threads; each opening the file itself races in
+    DuckDB's cache of open databases ("Unique file handle conflict ... already attached").
+    Given a connection, dlt neither opens nor closes the database, and clones the
+    connection for its threads. The connections are made here, in one thread, and closed
+    (the database with them) when the load is over. Postgres: none.
+    """
+    if target != "duckdb":
+        yield {}
+        return
+    if not duckdb_path:
+        raise ValueError("target 'duckdb' needs duckdb_path")
+    import duckdb
+
+    database = duckdb.connect(normalize_url(duckdb_path))
+    connections = {name: database.cursor() for name in names}
+    try:
+        yield connections
+    finally:
+        for conn in connections.values():
+            conn.close()
+        database.close()
 
 
 @contextlib.contextmanager
@@ -655,13 +688,19 @@ def load_to_warehouse(
     file_format = LOADER_FILE_FORMATS[target]
     stats = _Stats()
     result = LoadResult(target=target)
-    with _working_dir(pipelines_dir) as workdir, _csv_dir(workdir, target) as csv_dir:
+    with (
+        _working_dir(pipelines_dir) as workdir,
+        _csv_dir(workdir, target) as csv_dir,
+        _duckdb_connections(
+            target, duckdb_path, [SHOP_PIPELINE_NAME, SALES_PIPELINE_NAME]
+        ) as duckdb_conns,
+    ):
 
         def run(name: str, dataset: str, source: Any) -> Any:
             pipeline = dlt.pipeline(
                 pipeline_name=name,
                 pipelines_dir=workdir,
-                destination=_destination(target, duckdb_path, postgres_dsn),
+                destination=_destination(target, duckdb_path, postgres_dsn, duckdb_conns.get(name)),
                 dataset_name=dataset,
             )
             logger.info("loading %s into %s.%s", lake, target, dataset)
@@ -676,8 +715,9 @@ def load_to_warehouse(
         sales = (SALES_PIPELINE_NAME, sales_dataset, sales_source(fs, lake_root, stats, csv_dir))
         # The shop pipeline runs in a thread beside the sales one (one pipeline per thread is
         # supported by dlt; they write to different schemas): its fixed costs (state, schema,
-        # the load's bookkeeping) and its load overlap the sales files' reading. DuckDB: both
-        # connect to one database in this process; Postgres: its load waits on the server.
+        # the load's bookkeeping) and its load overlap the sales files' reading. DuckDB: each
+        # has its own connection to the database opened once above; Postgres: its load waits
+        # on the server.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-shop") as pool:
             shop_info = pool.submit(run, *shop)
             sales_info = run(*sales)

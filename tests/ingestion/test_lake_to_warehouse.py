@@ -466,3 +466,30 @@ def test_a_postgres_load_failing_after_the_delete_is_redone_by_the_next_run(
     counts = {t: warehouse.count(t) for t in tables}
     assert load(lake, warehouse, tmp_path, "load3").partitions_replaced == {}
     assert {t: warehouse.count(t) for t in tables} == counts
+
+
+def test_duckdb_is_opened_once_for_both_pipelines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shop and sales pipelines load side by side in threads. Each opening the DuckDB
+    file itself raced in DuckDB's cache of open databases (seen once in the flow's test:
+    "Unique file handle conflict ... already attached"): the load opens the file once and
+    gives each pipeline its own connection to it."""
+    _, lake = prepare_lake(tmp_path)
+    opened: list[str] = []
+    connect = duckdb.connect
+
+    def counting_connect(database: str = ":memory:", *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(database))
+        return connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(duckdb, "connect", counting_connect)
+    path = str(tmp_path / "warehouse.duckdb")
+    result = load_to_warehouse(
+        lake, target="duckdb", duckdb_path=path, pipelines_dir=str(tmp_path / "p")
+    )
+    monkeypatch.undo()
+    assert opened == [path]
+    assert result.rows_written["stores"] == 2 and result.rows_written["daily_sales"]
+    with duckdb.connect(path, read_only=True) as con:
+        assert con.execute("select count(*) from raw_shop.stores").fetchall() == [(2,)]
