@@ -71,21 +71,39 @@ months_to_load as (
 
 {% endif %}
 
-customer_months_aggregated as (
+-- The rows of the months to load, filtered by an explicit semi-join before any
+-- aggregation: with the join alone, DuckDB may aggregate every month first and
+-- join after (its estimate of the months to load decides), reading the whole
+-- table instead of the row groups of those months.
+customer_months_to_load as (
     select
         customer_months.customer_id,
         customer_months.sale_month,
-        months_to_load.source_load_id,
-        sum(customer_months.n_sales) as n_sales,
-        sum(customer_months.units) as units,
-        sum(customer_months.revenue) as revenue
+        customer_months.n_sales,
+        customer_months.units,
+        customer_months.revenue
     from customer_months
+    where
+        customer_months.customer_id is not null
+        and customer_months.sale_month in (
+            select months_to_load.sale_month from months_to_load
+        )
+),
+
+customer_months_aggregated as (
+    select
+        customer_months_to_load.customer_id,
+        customer_months_to_load.sale_month,
+        months_to_load.source_load_id,
+        sum(customer_months_to_load.n_sales) as n_sales,
+        sum(customer_months_to_load.units) as units,
+        sum(customer_months_to_load.revenue) as revenue
+    from customer_months_to_load
     inner join months_to_load
-        on customer_months.sale_month = months_to_load.sale_month
-    where customer_months.customer_id is not null
+        on customer_months_to_load.sale_month = months_to_load.sale_month
     group by
-        customer_months.customer_id,
-        customer_months.sale_month,
+        customer_months_to_load.customer_id,
+        customer_months_to_load.sale_month,
         months_to_load.source_load_id
 ),
 

@@ -54,24 +54,42 @@ dates_to_load as (
 
 {% endif %}
 
-sales_aggregated as (
+-- The rows of the dates to load, filtered by an explicit semi-join before any
+-- aggregation (see int_customer_months_joined_to_cohorts: with the join alone,
+-- DuckDB may aggregate every date first).
+daily_sales_to_load as (
     select
         daily_sales.sale_date,
         daily_sales.store_id,
         daily_sales.product_id,
         daily_sales.region,
-        dates_to_load.source_load_id,
-        sum(daily_sales.n_sales) as n_sales,
-        sum(daily_sales.units) as units,
-        sum(daily_sales.revenue) as revenue
+        daily_sales.n_sales,
+        daily_sales.units,
+        daily_sales.revenue
     from daily_sales
+    where daily_sales.sale_date in (
+        select dates_to_load.sale_date from dates_to_load
+    )
+),
+
+sales_aggregated as (
+    select
+        daily_sales_to_load.sale_date,
+        daily_sales_to_load.store_id,
+        daily_sales_to_load.product_id,
+        daily_sales_to_load.region,
+        dates_to_load.source_load_id,
+        sum(daily_sales_to_load.n_sales) as n_sales,
+        sum(daily_sales_to_load.units) as units,
+        sum(daily_sales_to_load.revenue) as revenue
+    from daily_sales_to_load
     inner join dates_to_load
-        on daily_sales.sale_date = dates_to_load.sale_date
+        on daily_sales_to_load.sale_date = dates_to_load.sale_date
     group by
-        daily_sales.sale_date,
-        daily_sales.store_id,
-        daily_sales.product_id,
-        daily_sales.region,
+        daily_sales_to_load.sale_date,
+        daily_sales_to_load.store_id,
+        daily_sales_to_load.product_id,
+        daily_sales_to_load.region,
         dates_to_load.source_load_id
 ),
 
