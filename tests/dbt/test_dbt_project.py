@@ -745,3 +745,58 @@ def test_interface_relations_have_the_contract_columns(warehouse: Warehouse) -> 
         row[0] for row in warehouse.query("select schema_name from information_schema.schemata")
     }
     assert {"staging", "intermediate", "marts", "snapshots"} <= schemas
+
+
+def _execute(warehouse: Warehouse, sql: str) -> None:
+    """Run a statement that changes data, committed."""
+    if warehouse.target == "duckdb":
+        import duckdb
+
+        with duckdb.connect(warehouse.duckdb_path) as conn:
+            conn.execute(sql)
+        return
+    import psycopg2
+
+    conn = psycopg2.connect(warehouse.postgres_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def test_totals_reconcile_fails_on_the_one_measure_that_does_not_add_up(
+    warehouse: Warehouse,
+) -> None:
+    """One reconciliation test per pair of relations compares every measure and returns a
+    row per measure off by more than the tolerance (here units, not n_sales or revenue)."""
+    key = warehouse.query(
+        "select sale_date, store_id, product_id, region from marts.fct_daily_sales "
+        "order by sale_date, store_id, product_id, region limit 1"
+    )[0]
+    where = (
+        f"sale_date = '{key[0]}' and store_id = '{key[1]}' and product_id = '{key[2]}' "
+        f"and region = '{key[3]}'"
+    )
+    _execute(warehouse, f"update marts.fct_daily_sales set units = units + 1 where {where}")
+    try:
+        warehouse.dbt(
+            "reconcile",
+            "test",
+            "--select",
+            "fct_daily_sales,test_name:totals_reconcile",
+            check=False,
+        )
+    finally:
+        _execute(warehouse, f"update marts.fct_daily_sales set units = units - 1 where {where}")
+    results = {
+        r["unique_id"].split(".")[2]: (r["status"], r["failures"])
+        for r in warehouse.run_results["reconcile"]["results"]
+    }
+    # Every pair with fct_daily_sales: those that compare units fail with one row (units),
+    # the others pass.
+    assert len(results) == 7, results
+    with_units = {name for name in results if "units" in name}
+    assert len(with_units) == 3, results  # to staging, fct_monthly_sales, by region and product
+    assert {name: results[name] for name in with_units} == dict.fromkeys(with_units, ("fail", 1))
+    assert {r for name, r in results.items() if name not in with_units} == {("pass", 0)}
