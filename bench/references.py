@@ -169,8 +169,7 @@ copy (
 copy (
     select
         t_customer_id as customer_id, sale_month, count(*) as n_sales, sum(t_quantity) as units,
-        cast(round(sum(t_amount), 2) as decimal(18, 2)) as revenue,
-        min(t_sale_at) as first_sale_at, max(t_sale_at) as last_sale_at
+        cast(round(sum(t_amount), 2) as decimal(18, 2)) as revenue
     from sales
     group by all
 ) to '{out}/customer_monthly.parquet' (format parquet);

@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask.dataframe as dd
 import numpy as np
@@ -112,6 +112,7 @@ DAILY_SCHEMA = pa.schema(
         ("n_sales", pa.int64()),
         ("units", pa.int64()),
         ("revenue", MONEY),
+        ("_revenue_e4", pa.int64()),
         ("_computed_at", TS_UTC),
     ]
 )
@@ -122,8 +123,7 @@ CUSTOMER_MONTHLY_SCHEMA = pa.schema(
         ("n_sales", pa.int64()),
         ("units", pa.int64()),
         ("revenue", MONEY),
-        ("first_sale_at", TS_UTC),
-        ("last_sale_at", TS_UTC),
+        ("_revenue_e4", pa.int64()),
         ("_computed_at", TS_UTC),
     ]
 )
@@ -205,6 +205,10 @@ class PreprocessResult:
     supersession in the affected buckets), ``aggregate`` (the affected daily and monthly
     partitions) and ``commit`` (quarantine, file quality, the state's switch). Empty when the
     run had nothing to do."""
+    partitions_updated: int = 0
+    """Affected partitions (dates and months) updated by difference (their file plus the
+    sums of the valid rows added, minus those of the valid rows removed) instead of being
+    aggregated again from the state."""
 
 
 class _Laps:
@@ -510,6 +514,7 @@ def _mask_in(column: pa.ChunkedArray | pa.Array, values: pa.Array) -> pa.Array:
 # incremental run writes only its own rows most of the time.
 
 SEGMENTS_MANIFEST = f"{STATE}/segments.json"
+DIRTY = f"{STATE}/dirty.json"  # the partitions a run rewrites, until it has committed
 MAX_SEGMENTS = 8  # segments per bucket before it is compacted into one
 COMPACT_LABELS = 0.05  # ... or labels per row of the bucket
 GONE = "gone"  # the label of a row whose file was re-delivered (the row left the state)
@@ -746,6 +751,7 @@ def _update_hash_buckets(
     counts: list[tuple[int, str, str, int, int, int]],
     max_segments: int = MAX_SEGMENTS,
     max_label_ratio: float = COMPACT_LABELS,
+    sums: bool = False,
 ) -> dict[str, Any]:
     """Recompute duplicate / superseded / valid for some sale_id hash buckets of the state.
 
@@ -764,12 +770,15 @@ def _update_hash_buckets(
         hs: The buckets of this task.
         live: Each bucket's live segments and labels before the run (absent: none).
         counts: The buckets' ``(h, file_name, bucket, n, units, amount_e4)`` before the run.
+        sums: Also return what the valid rows added and removed change the aggregates by.
 
     Returns:
-        ``{"buckets", "dates", "months"}``: per bucket ``{"h", "live", "compacted", "files",
-        "counts"}`` (its live segments and labels after the run, the new files in the
-        staging folder, its counts after the run), and the sale dates and months (as day
-        numbers) whose valid rows changed.
+        ``{"buckets", "dates", "months", "changes"}``: per bucket ``{"h", "live",
+        "compacted", "files", "counts"}`` (its live segments and labels after the run, the
+        new files in the staging folder, its counts after the run); the sale dates and
+        months (as day numbers) whose valid rows changed; per partition column, the exact
+        sums of the valid rows added minus those of the valid rows removed, per group (None
+        without ``sums``).
     """
     lake = Lake(lake_url, storage_options)
     changed = pa.array(changed_files, pa.string())
@@ -810,22 +819,23 @@ def _update_hash_buckets(
     # kept rows whose bucket changed (before), the staged rows and those same kept rows
     # (after). Every other valid row is in both.
     leaving_frame = _arrow_state_frame(leaving)
+    leaving_at = np.flatnonzero((leaving_frame["bucket"] == "valid").to_numpy())
+    left_at = np.flatnonzero((redo_old["bucket"] == "valid").to_numpy() & relabelled[:n_old])
     old_candidates = pd.concat(
-        [
-            leaving_frame[leaving_frame["bucket"] == "valid"],
-            redo_old[(redo_old["bucket"] == "valid").to_numpy() & relabelled[:n_old]],
-        ],
-        ignore_index=True,
+        [leaving_frame.iloc[leaving_at], redo_old.iloc[left_at]], ignore_index=True
     )
     is_staged = np.zeros(len(redo), dtype=bool)
     is_staged[n_old:] = True
-    new_candidates = redo[(redo["bucket"] == "valid").to_numpy() & (is_staged | relabelled)]
-    if old_candidates.empty or new_candidates.empty:
-        gone_rows, added = old_candidates, new_candidates
-    else:
+    new_at = np.flatnonzero((redo["bucket"] == "valid").to_numpy() & (is_staged | relabelled))
+    new_candidates = redo.iloc[new_at]
+    gone_mask = np.ones(len(old_candidates), dtype=bool)
+    added_at = new_at
+    if not (old_candidates.empty or new_candidates.empty):
         old_hash, new_hash = _row_hashes(old_candidates), _row_hashes(new_candidates)
-        gone_rows = old_candidates[~np.isin(old_hash, new_hash)]
-        added = new_candidates[~np.isin(new_hash, old_hash)]
+        gone_mask = ~np.isin(old_hash, new_hash)
+        added_at = new_at[~np.isin(new_hash, old_hash)]
+    gone_rows = old_candidates[gone_mask]
+    added = redo.iloc[added_at]
     dates = np.unique(np.concatenate([gone_rows["sale_date"], added["sale_date"]])).tolist()
     months = np.unique(np.concatenate([gone_rows["sale_month"], added["sale_month"]])).tolist()
 
@@ -833,6 +843,24 @@ def _update_hash_buckets(
     at = redo_old_rows.schema.get_field_index("bucket")
     redone_old = redo_old_rows.set_column(at, "bucket", decided[:n_old])
     new_rows = staged.set_column(at, "bucket", decided[n_old:])
+    changes = None
+    if sums:
+        # The valid rows this run adds and removes, as Arrow (the frames' rows, in order):
+        # what the aggregates of the affected dates and months change by.
+        added_rows = pa.concat_tables([redone_old, new_rows]).take(pa.array(added_at, pa.int64()))
+        old_rows = pa.concat_tables(
+            [
+                leaving.take(pa.array(leaving_at, pa.int64())),
+                redo_old_rows.take(pa.array(left_at, pa.int64())),
+            ]
+        )
+        gone_rows_arrow = old_rows.filter(pa.array(gone_mask))
+        changes = {
+            column: _combined_sums(
+                [agg.sums(added_rows), _negated(agg.sums(gone_rows_arrow))], agg.group
+            )
+            for column, agg in _AGGREGATES.items()
+        }
 
     # The counts move by what left or was re-decided (out) and what was decided (in).
     before = pd.DataFrame(counts, columns=list(COUNTS_DTYPES))
@@ -896,7 +924,12 @@ def _update_hash_buckets(
                 ),
             }
         )
-    return {"buckets": buckets, "dates": dates, "months": months}
+    return {
+        "buckets": buckets,
+        "dates": dates,
+        "months": months,
+        "changes": changes,
+    }
 
 
 def _write_bucket(
@@ -954,6 +987,25 @@ def _write_bucket(
 
 DAILY_GROUP = ["sale_date", "store_id", "product_id", "region"]
 MONTHLY_GROUP = ["customer_id", "sale_month"]
+_DATE_COLUMNS = ("sale_date", "sale_month")  # day numbers in the state, dates in the outputs
+
+
+def _sums_schema(schema: pa.Schema, group: list[str]) -> pa.Schema:
+    """The exact sums an aggregate (``schema``) is written from: its group (dates as day
+    numbers), ``n``, ``units`` and ``amount_e4`` (1/10,000). A partition file keeps them
+    (``_revenue_e4``), so a later run can update it by difference."""
+    return pa.schema(
+        [
+            *((c, pa.int32()) if c in _DATE_COLUMNS else schema.field(c) for c in group),
+            ("n", pa.int64()),
+            ("units", pa.int64()),
+            ("amount_e4", pa.int64()),
+        ]
+    )
+
+
+_DAILY_SUMS = _sums_schema(DAILY_SCHEMA, DAILY_GROUP)
+_MONTHLY_SUMS = _sums_schema(CUSTOMER_MONTHLY_SCHEMA, MONTHLY_GROUP)
 
 
 AGGREGATE_TASK_ROWS = 400_000  # valid rows an aggregation task reads at most (about)
@@ -1033,50 +1085,71 @@ def _valid_rows(
     return table.filter(pc.equal(table["bucket"], "valid")).select(columns)
 
 
-def _daily_table(rows: pa.Table, computed_at: datetime) -> pa.Table:
-    """``daily_sales`` rows of valid state rows, sorted by date, store, product, region."""
-    daily = rows.group_by(DAILY_GROUP, use_threads=False).aggregate(
+def _sums(rows: pa.Table, group: list[str], schema: pa.Schema) -> pa.Table:
+    """Exact sums of state rows per group: ``n``, ``units``, ``amount_e4``."""
+    sums = rows.group_by(group, use_threads=False).aggregate(
         [([], "count_all"), ("quantity", "sum"), ("amount_e4", "sum")]
     )
     return pa.table(
         {
-            "sale_date": daily["sale_date"].cast(pa.date32()),
-            "store_id": daily["store_id"],
-            "product_id": daily["product_id"],
-            "region": daily["region"],
-            "n_sales": daily["count_all"].cast(pa.int64()),
-            "units": daily["quantity_sum"].cast(pa.int64()),
-            "revenue": _money_array(daily["amount_e4_sum"].to_numpy()),
-            "_computed_at": pa.repeat(pa.scalar(computed_at, TS_UTC), daily.num_rows),
+            **{c: sums[c] for c in group},
+            "n": sums["count_all"].cast(pa.int64()),
+            "units": sums["quantity_sum"].cast(pa.int64()),
+            "amount_e4": sums["amount_e4_sum"].cast(pa.int64()),
         },
-        schema=DAILY_SCHEMA,
-    ).sort_by([(c, "ascending") for c in DAILY_GROUP])
-
-
-def _monthly_table(rows: pa.Table, computed_at: datetime) -> pa.Table:
-    """``customer_monthly`` rows of valid state rows, sorted by month and customer."""
-    monthly = rows.group_by(MONTHLY_GROUP, use_threads=False).aggregate(
-        [
-            ([], "count_all"),
-            ("quantity", "sum"),
-            ("amount_e4", "sum"),
-            ("sale_at_us", "min"),
-            ("sale_at_us", "max"),
-        ]
+        schema=schema,
     )
+
+
+def _aggregate_table(
+    sums: pa.Table, computed_at: datetime, schema: pa.Schema, sort: list[tuple[str, ...]]
+) -> pa.Table:
+    """An aggregate partition's rows (``schema``) of its exact sums, sorted."""
+    group = [c for c in sums.column_names if c not in ("n", "units", "amount_e4")]
     return pa.table(
         {
-            "customer_id": monthly["customer_id"],
-            "sale_month": monthly["sale_month"].cast(pa.date32()),
-            "n_sales": monthly["count_all"].cast(pa.int64()),
-            "units": monthly["quantity_sum"].cast(pa.int64()),
-            "revenue": _money_array(monthly["amount_e4_sum"].to_numpy()),
-            "first_sale_at": monthly["sale_at_us_min"].cast(TS_UTC),
-            "last_sale_at": monthly["sale_at_us_max"].cast(TS_UTC),
-            "_computed_at": pa.repeat(pa.scalar(computed_at, TS_UTC), monthly.num_rows),
+            **{c: sums[c].cast(pa.date32()) if c in _DATE_COLUMNS else sums[c] for c in group},
+            "n_sales": sums["n"],
+            "units": sums["units"],
+            "revenue": _money_array(sums["amount_e4"].to_numpy()),
+            "_revenue_e4": sums["amount_e4"],
+            "_computed_at": pa.repeat(pa.scalar(computed_at, TS_UTC), sums.num_rows),
         },
-        schema=CUSTOMER_MONTHLY_SCHEMA,
-    ).sort_by([("sale_month", "ascending"), ("customer_id", "ascending", "at_start")])
+        schema=schema,
+    ).sort_by(sort)
+
+
+def _sums_of_partition(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """The exact sums an aggregate partition file was written from."""
+    group = [c for c in schema.names if c not in ("n", "units", "amount_e4")]
+    return pa.table(
+        {
+            **{c: table[c].cast(pa.int32()) if c in _DATE_COLUMNS else table[c] for c in group},
+            "n": table["n_sales"],
+            "units": table["units"],
+            "amount_e4": table["_revenue_e4"],
+        },
+        schema=schema,
+    )
+
+
+def _combined_sums(parts: list[pa.Table], group: list[str]) -> pa.Table:
+    """The sums of several parts per group (a group missing from a part adds nothing)."""
+    if len(parts) == 1:
+        return parts[0]
+    table = pa.concat_tables(parts)
+    measures = ["n", "units", "amount_e4"]
+    sums = table.group_by(group, use_threads=False).aggregate([(c, "sum") for c in measures])
+    return pa.table(
+        {**{c: sums[c] for c in group}, **{c: sums[f"{c}_sum"] for c in measures}}
+    ).cast(table.schema)
+
+
+def _negated(sums: pa.Table) -> pa.Table:
+    """Sums to subtract: the same groups with their counts and amounts negated."""
+    for c in ("n", "units", "amount_e4"):
+        sums = sums.set_column(sums.schema.get_field_index(c), c, pc.negate(sums[c]))
+    return sums
 
 
 def _write_split(lake: Lake, table: pa.Table, column: str, zone: str, values: list[int]) -> None:
@@ -1085,25 +1158,65 @@ def _write_split(lake: Lake, table: pa.Table, column: str, zone: str, values: li
     slices = {int(keys[start]): table.slice(start, end - start) for start, end in _runs(keys)}
     _write_partitions(
         lake,
-        {
-            f"{PRE}/{zone}/{column}={_days_to_date(v).isoformat()}/part-0.parquet": slices.get(
-                v, table.slice(0, 0)
-            )
-            for v in values
-        },
+        {_partition_path(zone, column, v): slices.get(v, table.slice(0, 0)) for v in values},
     )
 
 
-#: Per partition column: the zone it partitions, the state columns read (rows are counted,
-#: not their sale_id: that column is the widest), the aggregate.
-_AGGREGATES: dict[str, tuple[str, list[str], Any]] = {
-    "sale_date": ("daily_sales", [*DAILY_GROUP, "quantity", "amount_e4"], _daily_table),
-    "sale_month": (
+def _partition_path(zone: str, column: str, value: int) -> str:
+    return f"{PRE}/{zone}/{column}={_days_to_date(value).isoformat()}/part-0.parquet"
+
+
+class _Aggregate(NamedTuple):
+    zone: str
+    group: list[str]
+    sums_schema: pa.Schema
+    schema: pa.Schema
+    sort: list[tuple[str, ...]]
+
+    @property
+    def columns(self) -> list[str]:
+        """The state columns read (rows are counted, not their wide sale_id)."""
+        return [*self.group, "quantity", "amount_e4"]
+
+    def sums(self, rows: pa.Table) -> pa.Table:
+        return _sums(rows, self.group, self.sums_schema)
+
+    def table(self, sums: pa.Table, computed_at: datetime) -> pa.Table:
+        return _aggregate_table(sums, computed_at, self.schema, self.sort)
+
+    def sums_of_partition(self, table: pa.Table) -> pa.Table:
+        return _sums_of_partition(table, self.sums_schema)
+
+
+#: Per partition column: the zone it partitions and how its rows are computed.
+_AGGREGATES: dict[str, _Aggregate] = {
+    "sale_date": _Aggregate(
+        "daily_sales",
+        DAILY_GROUP,
+        _DAILY_SUMS,
+        DAILY_SCHEMA,
+        [(c, "ascending") for c in DAILY_GROUP],
+    ),
+    "sale_month": _Aggregate(
         "customer_monthly",
-        [*MONTHLY_GROUP, "quantity", "amount_e4", "sale_at_us"],
-        _monthly_table,
+        MONTHLY_GROUP,
+        _MONTHLY_SUMS,
+        CUSTOMER_MONTHLY_SCHEMA,
+        [("sale_month", "ascending"), ("customer_id", "ascending", "at_start")],
     ),
 }
+
+
+def _written_sums(lake: Lake, agg: _Aggregate, column: str, value: int) -> pa.Table | None:
+    """The exact sums of a value's partition as the last committed run wrote it; None when
+    there is no file, or one written before the exact sums were kept (``_revenue_e4``)."""
+    rel = _partition_path(agg.zone, column, value)
+    if not lake.exists(rel):
+        return None
+    table = lake.read_table(rel)
+    if "_revenue_e4" not in table.column_names:
+        return None
+    return agg.sums_of_partition(table)
 
 
 def _aggregate_partitions(
@@ -1114,26 +1227,63 @@ def _aggregate_partitions(
     state_paths: list[str],
     label_paths: list[str],
     computed_at: datetime,
-) -> int:
+    changes: pa.Table | None = None,
+) -> tuple[int, int]:
     """Aggregate the valid rows of some sale dates (``column`` ``sale_date``) or months
     (``sale_month``) and rewrite their ``daily_sales`` / ``customer_monthly`` partitions.
 
     Every value gets its file, an empty one when it has no valid rows any more; with no state
     files at all, only empty files are written.
 
+    With ``changes`` (per group, the exact sums of the valid rows this run added minus those
+    it removed), a value whose partition file holds its exact sums is not read from the state:
+    its new sums are the file's plus the changes (a new day costs what it changes, not what
+    its month holds). The others are aggregated from the state, and so is a value whose file
+    does not add up with the changes (a count below zero: the file is not what the state
+    held).
+
     Returns:
-        The aggregate rows written.
+        The aggregate rows written, and how many of the values were updated by difference.
     """
-    zone, columns, aggregate = _AGGREGATES[column]
+    agg = _AGGREGATES[column]
     lake = Lake(lake_url, storage_options)
-    rows = (
-        _valid_rows(lake, state_paths, label_paths, column, values, columns)
-        if state_paths
-        else _STATE_SCHEMA.empty_table()
-    )
-    table = aggregate(rows, computed_at)
-    _write_split(lake, table, column, zone, values)
-    return table.num_rows
+    parts: list[pa.Table] = []
+    to_read = list(values)
+    updated: list[int] = []
+    if changes is not None:
+        written = {v: _written_sums(lake, agg, column, v) for v in values}
+        candidates = [v for v in values if written[v] is not None]
+        if candidates:
+            mine = changes.filter(_mask_in(changes[column], pa.array(candidates, pa.int32())))
+            sums = _combined_sums([*(written[v] for v in candidates), mine], agg.group)
+            broken = pc.unique(sums.filter(pc.less(sums["n"], 0))[column]).to_pylist()
+            if broken:
+                logger.warning(
+                    "%s partition(s) %s do not add up with this run's changes: aggregated "
+                    "again from the state",
+                    agg.zone,
+                    [_days_to_date(v).isoformat() for v in broken],
+                )
+            updated = [v for v in candidates if v not in set(broken)]
+            parts.append(
+                sums.filter(
+                    pc.and_(
+                        pc.greater(sums["n"], 0),
+                        _mask_in(sums[column], pa.array(updated, pa.int32())),
+                    )
+                )
+            )
+        to_read = [v for v in values if v not in set(updated)]
+    if to_read:
+        rows = (
+            _valid_rows(lake, state_paths, label_paths, column, to_read, agg.columns)
+            if state_paths
+            else _STATE_SCHEMA.empty_table()
+        )
+        parts.append(agg.sums(rows))
+    table = agg.table(_combined_sums(parts, agg.group), computed_at)
+    _write_split(lake, table, column, agg.zone, values)
+    return table.num_rows, len(updated)
 
 
 def _write_quarantine(lake: Lake, staging: str, changed_files: list[str]) -> int:
@@ -1675,6 +1825,9 @@ def preprocess_sales(
     staging = f"{STATE}/staging/{run_id}"
     computed_at = datetime.now(UTC)
     manifest = _read_manifest(lake)
+    # The partitions a failed earlier run may have rewritten from a state it never committed:
+    # rebuilt from the state by this run, never added to.
+    dirty = {column: set(v) for column, v in (lake.read_json(DIRTY) or {}).items()}
 
     metas = _row_group_sizes(lake, new_raw)
     laps.lap("plan")
@@ -1782,14 +1935,28 @@ def preprocess_sales(
                     ),
                     max_segments,
                     max_label_ratio,
+                    bool(manifest),  # the sums of what a run adds to existing aggregates
                     pure=False,
                 )
                 for group in groups
             ]
             done = _wait(client, futures, show_progress)
         results = [b for task in done for b in task["buckets"]]
-        dates = sorted({d for task in done for d in task["dates"]})
-        months = sorted({m for task in done for m in task["months"]})
+        dates = sorted({d for task in done for d in task["dates"]} | dirty.get("sale_date", set()))
+        months = sorted(
+            {m for task in done for m in task["months"]} | dirty.get("sale_month", set())
+        )
+        affected = {"sale_date": dates, "sale_month": months}
+        # What the valid rows added and removed change the aggregates by (not for a first
+        # run: nothing to add to), except for the dirty values, which are aggregated again.
+        changes = (
+            {
+                column: pa.concat_tables([task["changes"][column] for task in done])
+                for column in affected
+            }
+            if done and all(task["changes"] is not None for task in done)
+            else None
+        )
         new_counts = pd.DataFrame(
             [c for r in results for c in r["counts"]], columns=list(COUNTS_DTYPES)
         )
@@ -1812,27 +1979,55 @@ def preprocess_sales(
         compacted = sum(1 for r in results if r["compacted"])
         if compacted:
             logger.info("Compacted %d hash bucket(s) into one segment each", compacted)
-        logger.info("Aggregating %d affected sale date(s) and %d month(s)", len(dates), len(months))
-        # One task per range of affected dates (and months): it reads only those row groups
-        # of every bucket file, aggregates and writes the partitions itself.
+        # Before any partition is rewritten: which ones, in case this run fails half-way.
+        lake.write_json(DIRTY, affected)
+        # One task per range of values. With this run's changes, a task updates a partition
+        # by difference (its file plus the changes); otherwise, and for the dirty values, it
+        # reads the values' row groups of every bucket file and aggregates them again. The
+        # months first: a month reads about 30 dates' rows, its task is the longest, and the
+        # dates' tasks fill the other workers meanwhile.
         slots = _slots(client)
+        step = {"sale_month": 30.44, "sale_date": 1.0}
+        min_chunks = {"sale_month": slots, "sale_date": 2 * slots}
         ranges = _row_group_ranges(lake, state_paths, ["sale_date", "sale_month"])
-        # The months first: a month reads about 30 dates' rows, its task is the longest, and
-        # the dates' tasks fill the other workers meanwhile (a new day: 1.0 s instead of 1.5).
-        work = [(c, "sale_month") for c in _chunks(months, ranges["sale_month"], 30.44, slots)]
-        work += [(c, "sale_date") for c in _chunks(dates, ranges["sale_date"], 1.0, 2 * slots)]
-        futures = client.map(
-            _aggregate_partitions,
-            [values for values, _ in work],
-            [column for _, column in work],
-            lake_url=lake_url,
-            storage_options=storage_options,
-            state_paths=state_paths,
-            label_paths=label_paths,
-            computed_at=computed_at,
-            pure=False,
+        work: list[tuple[list[int], str, pa.Table | None]] = []
+        for column in ("sale_month", "sale_date"):
+            values = affected[column]
+            if changes is not None:
+                clean = [v for v in values if v not in dirty.get(column, set())]
+                values = [v for v in values if v in dirty.get(column, set())]
+                chunks = _chunks(clean, ranges[column], step[column], slots)
+                work += [(chunk, column, changes[column]) for chunk in chunks]
+            chunks = _chunks(values, ranges[column], step[column], min_chunks[column])
+            work += [(chunk, column, None) for chunk in chunks]
+        logger.info(
+            "Aggregating %d affected sale date(s) and %d month(s)%s",
+            len(dates),
+            len(months),
+            ", by difference where the partition allows" if changes is not None else "",
         )
-        _wait(client, futures, show_progress)
+        futures = [
+            client.submit(
+                _aggregate_partitions,
+                values,
+                column,
+                lake_url,
+                storage_options,
+                state_paths,
+                label_paths,
+                computed_at,
+                column_changes,
+                pure=False,
+            )
+            for values, column, column_changes in work
+        ]
+        updated = sum(n for _, n in _wait(client, futures, show_progress))
+        if changes is not None:
+            logger.info(
+                "%d of %d partition(s) updated by difference, the others aggregated again",
+                updated,
+                len(dates) + len(months),
+            )
         laps.lap("aggregate")
     laps.lap("cluster")
 
@@ -1868,9 +2063,11 @@ def preprocess_sales(
             {"format": STATE_FORMAT, "timezone": timezone, "n_hash_partitions": n_hash_partitions},
         )
     lake.delete(staging, recursive=True)
+    lake.delete(DIRTY)
     _collect_garbage(lake, after)
     laps.lap("commit")
     result = _result(quality, dates, months, changed_names, True, started, laps.seconds)
+    result.partitions_updated = updated
     logger.info(
         "Preprocessed %d file(s) in %.1f s (%s): %s",
         len(changed_names),

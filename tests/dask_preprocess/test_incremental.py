@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dask_preprocess import local_cluster_size, preprocess_sales
+from dask_preprocess import PreprocessResult, local_cluster_size, preprocess_sales
+from dask_preprocess import preprocess as stage
 from dask_preprocess.cluster import dask_client
 from tests.dask_preprocess.dirty import dirty_stream
 from tests.dask_preprocess.lakebuilder import LakeBuilder, sale
@@ -51,15 +55,37 @@ def _outputs(lake: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def incremental_lake(tmp_path_factory: pytest.TempPathFactory, dask_address: str) -> Path:
+def incremental_runs(
+    tmp_path_factory: pytest.TempPathFactory, dask_address: str
+) -> tuple[Path, list[PreprocessResult]]:
     """A lake fed with the dirty stream batch by batch, one run after each batch."""
     root = tmp_path_factory.mktemp("incremental")
     lake = LakeBuilder(str(root))
+    results = []
     for batch in dirty_stream(seed=7):
         _deliver(lake, batch)
         result = run(root, dask_address)
         assert_balanced(result)
-    return root
+        results.append(result)
+    return root, results
+
+
+@pytest.fixture(scope="module")
+def incremental_lake(incremental_runs: tuple[Path, list[PreprocessResult]]) -> Path:
+    return incremental_runs[0]
+
+
+def test_the_stream_updates_partitions_by_difference_and_aggregates_others_again(
+    incremental_runs: tuple[Path, list[PreprocessResult]],
+) -> None:
+    """The runs compared with a run from scratch take both ways to a partition: updated by
+    difference (it has a file) and aggregated from the state (a new date or month)."""
+    _, results = incremental_runs
+    updated = [r.partitions_updated for r in results]
+    affected = [len(r.affected_sale_dates) + len(r.affected_sale_months) for r in results]
+    assert updated[0] == 0  # a first run has nothing to update
+    assert sum(updated) > 0, updated
+    assert any(u < n for u, n in zip(updated[1:], affected[1:], strict=True)), (updated, affected)
 
 
 def test_incremental_runs_equal_a_run_from_scratch(
@@ -291,3 +317,127 @@ def test_local_workers_run_without_the_statistical_profiler(processes: bool) -> 
     with dask_client(n_workers=1, processes=processes) as client:
         profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
     assert profiling and not any(profiling.values())
+
+
+def _day(day: int, first: int, n: int, amount: str = "10.0050") -> list[tuple[str | None, ...]]:
+    """``n`` new sales of 2026-01-``day`` (Moscow), amounts below the cent: revenue rounds."""
+    return [
+        sale(
+            f"S-{first + i:05d}",
+            f"2026-01-{day:02d}T{10 + i % 8:02d}:00:00+03:00",
+            store_id=f"ST-00{i % 2}",
+            customer_id=f"CU-{i % 3:06d}" if i % 5 else None,
+            quantity="1",
+            unit_price=amount,
+            sale_amount=amount,
+        )
+        for i in range(n)
+    ]
+
+
+def _scratch_outputs(lake: Path, dask_address: str) -> dict:
+    """The outputs of a run from scratch on a copy of the lake's raw zone."""
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=lake.parent))
+    shutil.copytree(lake / "raw", scratch / "raw")
+    run(scratch, dask_address)
+    return _outputs(scratch)
+
+
+def test_a_new_day_adds_to_its_partitions_exactly(tmp_path: Path, dask_address: str) -> None:
+    """New sales in existing dates and months (and one new date) are added to the partitions
+    as written, with exact sums: 5 + 5 amounts of 10.0050 make 100.05, not 50.03 + 50.03."""
+    lake = LakeBuilder(str(tmp_path))
+    lake.deliver("sales/sales_2026-01-11.csv", [*_day(10, 0, 12), *_day(11, 100, 11)])
+    first = run(tmp_path, dask_address)
+    assert first.partitions_updated == 0
+    lake.deliver("sales/sales_2026-01-12.csv", [*_day(11, 200, 11), *_day(12, 300, 12)])
+    result = run(tmp_path, dask_address)
+    assert_balanced(result)
+    assert [d.day for d in result.affected_sale_dates] == [11, 12]
+    # 2026-01-11 and January are updated; 2026-01-12 has no partition yet: aggregated.
+    assert result.partitions_updated == 2
+    assert _outputs(tmp_path) == _scratch_outputs(tmp_path, dask_address)
+    revenue = {k: v[2] for k, v in daily(tmp_path).items()}
+    assert revenue[(date(2026, 1, 11), "ST-001", "PR-0001", "North")] == Decimal("100.05")
+
+
+def test_corrections_and_redeliveries_update_partitions_by_difference(
+    tmp_path: Path, dask_address: str
+) -> None:
+    """Rows that leave the valid sales (superseded by a correction that moves them to another
+    date, or gone with a re-delivered file) are subtracted from their partitions."""
+    lake = LakeBuilder(str(tmp_path))
+    first_file = [*_day(10, 0, 12), *_day(11, 100, 11)]
+    lake.deliver("sales/sales_2026-01-11.csv", first_file)
+    run(tmp_path, dask_address)
+    moved = sale(
+        "S-00003",
+        "2026-01-11T15:00:00+03:00",
+        store_id="ST-001",
+        customer_id="CU-000001",
+        quantity="3",
+        unit_price="10.0050",
+        sale_amount="30.0150",
+    )
+    lake.deliver("sales/sales_2026-01-12.csv", [moved, *_day(12, 300, 5)])
+    result = run(tmp_path, dask_address)
+    assert result.totals["rows_superseded"] == 1
+    # 10 lost a row, 11 gained one, January both: by difference; 12 is new: aggregated.
+    assert [d.day for d in result.affected_sale_dates] == [10, 11, 12]
+    assert result.partitions_updated == 3
+    assert _outputs(tmp_path) == _scratch_outputs(tmp_path, dask_address)
+    # The first file again, without its last four rows (day 11) and one of day 10 changed.
+    again = [*first_file[:5], sale("S-00005", "2026-01-10T09:00:00+03:00"), *first_file[6:-4]]
+    lake.deliver("sales/sales_2026-01-11.csv", again)
+    result = run(tmp_path, dask_address)
+    assert_balanced(result)
+    assert [d.day for d in result.affected_sale_dates] == [10, 11]
+    assert result.partitions_updated == 3
+    assert _outputs(tmp_path) == _scratch_outputs(tmp_path, dask_address)
+
+
+def test_partitions_without_exact_sums_are_aggregated_again(
+    tmp_path: Path, dask_address: str
+) -> None:
+    """Partition files written before the exact sums were kept are not updated by
+    difference."""
+    lake = LakeBuilder(str(tmp_path))
+    lake.deliver("sales/sales_2026-01-11.csv", [*_day(10, 0, 12), *_day(11, 100, 12)])
+    run(tmp_path, dask_address)
+    for path in (tmp_path / "preprocessed").glob("*/*=*/part-0.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns(["_revenue_e4"]), path)
+    lake.deliver("sales/sales_2026-01-12.csv", _day(11, 200, 12))
+    result = run(tmp_path, dask_address)
+    assert result.partitions_updated == 0
+    assert _outputs(tmp_path) == _scratch_outputs(tmp_path, dask_address)
+
+
+def test_a_run_that_failed_after_writing_partitions_is_aggregated_again(
+    tmp_path: Path, dask_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that rewrote partitions and failed before its commit left them holding rows the
+    state does not: the next run aggregates those partitions again instead of adding the
+    same rows twice."""
+    lake = LakeBuilder(str(tmp_path))
+    lake.deliver("sales/sales_2026-01-11.csv", [*_day(10, 0, 12), *_day(11, 100, 12)])
+    run(tmp_path, dask_address)
+    lake.deliver("sales/sales_2026-01-12.csv", [*_day(11, 200, 12), *_day(12, 300, 12)])
+
+    def fail(*args: object) -> None:
+        raise OSError("the lake went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "_write_manifest", fail)
+        with pytest.raises(OSError, match="went away"):
+            run(tmp_path, dask_address)
+    dirty = json.loads((tmp_path / "preprocessed/_state/dirty.json").read_text())
+    assert len(dirty["sale_date"]) == 2 and len(dirty["sale_month"]) == 1
+    result = run(tmp_path, dask_address)
+    assert result.partitions_updated == 0
+    assert not (tmp_path / "preprocessed/_state/dirty.json").exists()
+    assert _outputs(tmp_path) == _scratch_outputs(tmp_path, dask_address)
+    # The next new day updates them by difference again.
+    lake.deliver("sales/sales_2026-01-13.csv", _day(12, 400, 6))
+    assert run(tmp_path, dask_address).partitions_updated == 2
+    assert _outputs(tmp_path) == _scratch_outputs(tmp_path, dask_address)

@@ -479,8 +479,6 @@ def _customer_monthly_rows(state: int) -> list[tuple]:
         groups.items(), key=lambda kv: (kv[0][1], kv[0][0] or "")
     ):
         load = LOAD_2 if state == 2 and month in CHANGED_MONTHS_2 else LOAD_1
-        first = dt.datetime.combine(min(s.sale_date for s in sales), dt.time(9), UTC)
-        last = dt.datetime.combine(max(s.sale_date for s in sales), dt.time(18), UTC)
         rows.append(
             (
                 (
@@ -489,8 +487,6 @@ def _customer_monthly_rows(state: int) -> list[tuple]:
                     len(sales),
                     sum(s.quantity for s in sales),
                     sum(s.amount for s in sales),
-                    first,
-                    last,
                 ),
                 load,
             )
@@ -626,8 +622,6 @@ def raw_tables(state: int) -> list[RawTable]:
                 ("n_sales", "bigint"),
                 ("units", "bigint"),
                 ("revenue", "decimal"),
-                ("first_sale_at", "ts"),
-                ("last_sale_at", "ts"),
             ],
             _customer_monthly_rows(state),
         ),

@@ -11,9 +11,7 @@ renamed as (
         cast(n_sales as bigint) as n_sales,
         cast(units as bigint) as units,
         cast(revenue as numeric(18, 2)) as revenue,
-        cast(sale_month as date) as sale_month,
-        cast(first_sale_at as timestamp with time zone) as first_sale_at,
-        cast(last_sale_at as timestamp with time zone) as last_sale_at
+        cast(sale_month as date) as sale_month
     from source
 )
 
