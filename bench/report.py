@@ -284,7 +284,7 @@ def _preprocess_steps_line(steps: dict[str, float]) -> str:
         "cluster": "starting and closing the Dask cluster",
         "validate": "reading and validating the new raw rows",
         "buckets": "de-duplication and supersession in the affected hash buckets",
-        "aggregate": "re-aggregating the affected dates and months",
+        "aggregate": "rewriting the affected dates and months, by difference where it can",
         "commit": "quarantine, file quality and the state's switch",
     }
     return "the Dask preprocessing, by step (last run): " + ", ".join(

@@ -18,11 +18,16 @@ about 1% of them, come to the driver):
    bucket of earlier rows a later run re-decided or removed; a run appends its segment and
    labels, and compacts a bucket only when it has too many of either (see the state section
    below). Comparing the re-decided rows before and after gives the sale dates and months
-   whose aggregates change (a correction weeks later moves both its old and new date).
-4. **Aggregate** the valid rows of the affected dates and months only: one task per range of
-   dates (or months) reads only the matching row groups of every bucket file, aggregates with
-   Arrow and rewrites exactly those partitions of ``daily_sales`` and ``customer_monthly`` (an
-   empty file when a partition lost all its rows). Unaffected partitions are not touched.
+   whose aggregates change (a correction weeks later moves both its old and new date), and
+   the exact sums those rows add and remove per aggregate group.
+4. **Aggregate** the affected dates and months only, rewriting exactly those partitions of
+   ``daily_sales`` and ``customer_monthly`` (an empty file when a partition lost all its
+   rows); unaffected partitions are not touched. Every aggregate column is a sum, so an
+   affected partition is its file's exact sums (``_revenue_e4``) plus the changes: a new day
+   costs what it changes, not what its month holds. A partition without a usable file (new,
+   written before the exact sums were kept, not adding up, or named in ``_state/dirty.json``
+   after a failed run) is aggregated from the state: one task per range of dates (or months)
+   reads only the matching row groups of every bucket file and aggregates with Arrow.
 5. **Quarantine and quality.** Replace each changed file's ``quarantine/sales_rows`` file
    (the staged quarantined rows are about 1% of the rows: sorted and split on the driver),
    rewrite ``file_quality`` (small), then save the state.
