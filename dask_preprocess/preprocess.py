@@ -1269,7 +1269,7 @@ def _aggregate_partitions(
                     agg.zone,
                     [_days_to_date(v).isoformat() for v in broken],
                 )
-            updated = [v for v in candidates if v not in set(broken)]
+            updated = sorted(set(candidates) - set(broken))
             parts.append(
                 sums.filter(
                     pc.and_(
@@ -1278,7 +1278,7 @@ def _aggregate_partitions(
                     )
                 )
             )
-        to_read = [v for v in values if v not in set(updated)]
+        to_read = sorted(set(values) - set(updated))
     if to_read:
         rows = (
             _valid_rows(lake, state_paths, label_paths, column, to_read, agg.columns)
@@ -1831,7 +1831,7 @@ def preprocess_sales(
     computed_at = datetime.now(UTC)
     manifest = _read_manifest(lake)
     # The partitions a failed earlier run may have rewritten from a state it never committed:
-    # rebuilt from the state by this run, never added to.
+    # aggregated again from the state by this run, never updated by difference.
     dirty = {column: set(v) for column, v in (lake.read_json(DIRTY) or {}).items()}
 
     metas = _row_group_sizes(lake, new_raw)
@@ -1940,7 +1940,7 @@ def preprocess_sales(
                     ),
                     max_segments,
                     max_label_ratio,
-                    bool(manifest),  # the sums of what a run adds to existing aggregates
+                    bool(manifest),  # what the run changes in the aggregates (none yet: no)
                     pure=False,
                 )
                 for group in groups
@@ -1953,7 +1953,7 @@ def preprocess_sales(
         )
         affected = {"sale_date": dates, "sale_month": months}
         # What the valid rows added and removed change the aggregates by (not for a first
-        # run: nothing to add to), except for the dirty values, which are aggregated again.
+        # run: no aggregates yet); the dirty values are aggregated again regardless.
         changes = (
             {
                 column: pa.concat_tables([task["changes"][column] for task in done])
@@ -1999,8 +1999,8 @@ def preprocess_sales(
         for column in ("sale_month", "sale_date"):
             values = affected[column]
             if changes is not None:
-                clean = [v for v in values if v not in dirty.get(column, set())]
-                values = [v for v in values if v in dirty.get(column, set())]
+                clean = sorted(set(values) - dirty.get(column, set()))
+                values = sorted(set(values) & dirty.get(column, set()))
                 chunks = _chunks(clean, ranges[column], step[column], slots)
                 work += [(chunk, column, changes[column]) for chunk in chunks]
             chunks = _chunks(values, ranges[column], step[column], min_chunks[column])
