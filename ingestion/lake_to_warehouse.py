@@ -623,15 +623,10 @@ def _staging_truncated_after_load(target: Target) -> Iterator[None]:
         os.environ.pop(_TRUNCATE_STAGING, None)
 
 
-def _destination(
-    target: Target, duckdb_path: str | None, postgres_dsn: str | None, duckdb_conn: Any = None
-) -> Any:
+def _destination(target: Target, postgres_dsn: str | None, duckdb_conn: Any = None) -> Any:
+    """dlt's destination; DuckDB: on a connection of :func:`_duckdb_connections`."""
     if target == "duckdb":
-        if duckdb_conn is not None:
-            return dlt.destinations.duckdb(credentials=duckdb_conn)
-        if not duckdb_path:
-            raise ValueError("target 'duckdb' needs duckdb_path")
-        return dlt.destinations.duckdb(credentials=normalize_url(duckdb_path))
+        return dlt.destinations.duckdb(credentials=duckdb_conn)
     if target == "postgres":
         if not postgres_dsn:
             raise ValueError("target 'postgres' needs postgres_dsn")
@@ -730,7 +725,7 @@ def load_to_warehouse(
             pipeline = dlt.pipeline(
                 pipeline_name=name,
                 pipelines_dir=workdir,
-                destination=_destination(target, duckdb_path, postgres_dsn, duckdb_conns.get(name)),
+                destination=_destination(target, postgres_dsn, duckdb_conns.get(name)),
                 dataset_name=dataset,
             )
             logger.info("loading %s into %s.%s", lake, target, dataset)
