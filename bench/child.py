@@ -210,7 +210,7 @@ def _pipeline(args: dict[str, Any]) -> Result:
     env, target = _dbt_env(dbt_args), Path(args["dbt_target_dir"])
     started = time.perf_counter()
     with PreparedDbt(env=env, target_path=target) as prepared:
-        state = BuildState(target, warehouse_fingerprint(env))
+        state = BuildState(target, warehouse_fingerprint(env), prepared.project_dir)
         t = time.perf_counter()
         extract_to_lake(args["drop"], args["lake"], pii_key=PII_KEY)
         parts["extract"] = time.perf_counter() - t

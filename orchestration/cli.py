@@ -253,13 +253,20 @@ def docs(
         )
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def dbt(
     args: Annotated[list[str], typer.Argument(help="dbt's arguments, e.g. `build -s marts`.")],
 ) -> None:
-    """Run any dbt command on the project with the warehouse of the settings."""
-    from orchestration.dbt_runner import run_dbt
+    """Run any dbt command on the project with the warehouse of the settings.
 
+    dbt's options pass through (`elt dbt build -s marts`); for dbt's own help, put `--`
+    first: `elt dbt -- build --help`.
+    """
+    from orchestration.dbt_runner import DBT_PROJECT_DIR, run_dbt
+    from orchestration.dbt_state import forget_views
+
+    # A command that may replace relations: the next scheduled build creates every view.
+    forget_views(DBT_PROJECT_DIR / "target", list(args))
     result = run_dbt(list(args), env=_settings().dbt_env())
     if not result.success:
         typer.secho(result.failure_report(), fg="red", err=True)

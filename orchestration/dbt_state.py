@@ -8,18 +8,27 @@ run builds::
 
     dbt build --select source:<changed table>+ ... state:modified+ --state <last build>
         --exclude path:models/staging,config.materialized:view,state:unmodified
+                  [path:<a view kept>,config.materialized:view,state:unmodified ...]
         --indirect-selection empty
 
-The staging views among them are left out when their code did not change: such a view shows
-its raw table's new rows without being created again, so re-creating it (three statements)
-only costs time; their tests still run (``--indirect-selection empty`` keeps a test whose
-model is left out: the ``+`` operators select the tests themselves). Only staging views:
-they read the raw tables alone, which the load never drops, while a view over a dbt model
-can be dropped by that model's rebuild (Postgres drops a replaced relation with
-``cascade``) and must then be created again in the same build.
+The views among them are left out when their code did not change: a view shows its inputs'
+new rows without being created again, so re-creating it (three statements and dbt's work
+for a node) only costs time; their tests still run (``--indirect-selection empty`` keeps a
+test whose model is left out: the ``+`` operators select the tests themselves). Only views
+whose inputs the build never drops:
+
+- the staging views always: they read the raw tables alone, which the load never drops;
+- when none of the project's files changed since the last successful build (the usual
+  scheduled run), also every view whose inputs are sources, snapshots, incremental models
+  and such views (the manifest of the last build says which). A table model's rebuild
+  replaces its relation, and Postgres drops the views over the old one (``cascade``); an
+  incremental model's run keeps its table. A view over a table, or over a view that is
+  created again, is built. When a file changed, a changed view's parents may be created
+  again too, so only the staging views are left out.
 
 The record lives beside dbt's artifacts (``<target>/elt_build_state/``): the manifest of the
-last successful build and the raw tables changed since (``pending``). Every way a change
+last successful build, a fingerprint of the project's files it was built from (``code``) and
+the raw tables changed since (``pending``). Every way a change
 could be lost falls back to building every node:
 
 - no record, or a record of another warehouse, dbt version or dbt environment (time zone,
@@ -61,6 +70,8 @@ KEEP_VIEWS = (
     "--indirect-selection",
     "empty",
 )
+#: Folders and files of the dbt project that are not its code (``project_fingerprint``).
+_NOT_CODE = {"target", "logs", "dbt_packages", "package-lock.yml", "__pycache__"}
 _SECRET_KEYS = ("PASSWORD",)
 
 
@@ -94,6 +105,58 @@ def warehouse_fingerprint(dbt_env: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def project_fingerprint(project_dir: Path) -> str:
+    """A hash of the dbt project's files (models, macros, tests, snapshots, settings; not
+    dbt's output folders): equal fingerprints mean no file changed."""
+    digest = hashlib.sha256()
+    root = Path(project_dir)
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in _NOT_CODE or any(p.startswith(".") for p in rel.parts):
+            continue
+        if path.is_file():
+            digest.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def views_kept_when_unchanged(manifest: dict) -> list[str]:
+    """The views (their ``original_file_path``) whose inputs no build drops: sources,
+    snapshots, seeds, incremental models and such views (ephemeral models count as the
+    models they read). Read from a manifest (``manifest.json`` as a dict)."""
+    nodes = manifest.get("nodes") or {}
+    memo: dict[str, bool] = {}
+
+    def keeps_relations(uid: str) -> bool:
+        """Whether the relations ``uid`` reads stay when the build runs (its own is kept
+        when it is a view)."""
+        if uid in memo:
+            return memo[uid]
+        memo[uid] = False  # a cycle cannot happen in dbt; this ends one anyway
+        node = nodes.get(uid) or {}
+        ok = True
+        for parent in (node.get("depends_on") or {}).get("nodes") or []:
+            if not parent.startswith("model."):
+                continue  # a source, snapshot or seed: never dropped by a run
+            materialized = ((nodes.get(parent) or {}).get("config") or {}).get("materialized")
+            if materialized == "incremental":
+                continue
+            if materialized in ("view", "ephemeral") and keeps_relations(parent):
+                continue
+            ok = False
+            break
+        memo[uid] = ok
+        return ok
+
+    return sorted(
+        node["original_file_path"]
+        for uid, node in nodes.items()
+        if uid.startswith("model.")
+        and (node.get("config") or {}).get("materialized") == "view"
+        and node.get("original_file_path")
+        and keeps_relations(uid)
+    )
+
+
 def changed_sources(
     tables_changed: dict[str, list[str]], sources: dict[str, str] = RAW_SOURCES
 ) -> set[str]:
@@ -111,19 +174,59 @@ def changed_sources(
     }
 
 
+#: dbt commands that may create, replace or drop relations (``forget_views``).
+WRITING_COMMANDS = frozenset(
+    {"build", "run", "snapshot", "seed", "run-operation", "retry", "clone"}
+)
+
+
+def forget_views(target_path: Path, args: list[str]) -> bool:
+    """Before a dbt command run outside the flow (``elt dbt``) that may replace relations:
+    note in the record that views may be gone, so the next scheduled build creates them
+    all again (a table rebuilt by hand on Postgres drops the views over it).
+
+    Returns:
+        Whether the record was changed (False: a read-only command, or no record).
+    """
+    command = next((a for a in args if not a.startswith("-")), None)
+    path = Path(target_path) / STATE_DIR / STATE_FILE
+    if command not in WRITING_COMMANDS or not path.exists():
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    data["views"] = False
+    tmp = path.with_name(f"{STATE_FILE}.tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    tmp.replace(path)
+    return True
+
+
+def _code(data: dict | None) -> str | None:
+    """The project fingerprint of the last successful build in a record (None: unknown)."""
+    return data.get("code") if data else None
+
+
 class BuildState:
     """The record of what the warehouse's dbt build has seen (see the module docstring).
 
     Args:
         target_path: dbt's target folder (the record is a folder in it).
         fingerprint: :func:`warehouse_fingerprint` of this run's dbt environment.
+        project_dir: the dbt project, whose files' :func:`project_fingerprint` lets a build
+            with no changed file keep more views; None: only the staging views are kept.
     """
 
-    def __init__(self, target_path: Path, fingerprint: str) -> None:
+    def __init__(
+        self, target_path: Path, fingerprint: str, project_dir: Path | None = None
+    ) -> None:
         self.target = Path(target_path)
         self.dir = self.target / STATE_DIR
         self.fingerprint = fingerprint
+        self.project_dir = Path(project_dir) if project_dir is not None else None
         self._before_load: list[str] | None = None
+        self._code: str | None = None  # the project's fingerprint when the plan was made
 
     # ------------------------------------------------------------------ the record
 
@@ -136,7 +239,14 @@ class BuildState:
             return None
         return data
 
-    def _write(self, *, built: bool, pending: list[str] | None, views: bool = False) -> None:
+    def _write(
+        self,
+        *,
+        built: bool,
+        pending: list[str] | None,
+        views: bool = False,
+        code: str | None = None,
+    ) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         data = {
             "format": STATE_FORMAT,
@@ -144,6 +254,7 @@ class BuildState:
             "built": built,
             "pending": pending,
             "views": views,
+            "code": code,
         }
         tmp = self.dir / f"{STATE_FILE}.tmp"
         tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
@@ -164,19 +275,38 @@ class BuildState:
         """Mark the changes unknown while the load runs (a failed load means a full build)."""
         data = self._read()
         self._before_load = None if data is None else data.get("pending")
-        self._write(built=self._built(data), pending=None, views=self._views(data))
+        self._write(
+            built=self._built(data), pending=None, views=self._views(data), code=_code(data)
+        )
 
     def after_load(self, sources: set[str]) -> None:
         """Add the sources the load changed to those not built yet."""
         before = self._before_load
         pending = None if before is None else sorted(set(before) | sources)
         data = self._read()
-        self._write(built=self._built(data), pending=pending, views=self._views(data))
+        self._write(
+            built=self._built(data), pending=pending, views=self._views(data), code=_code(data)
+        )
 
     @staticmethod
     def _views(data: dict | None) -> bool:
         """Whether the last build succeeded, so every view it had exists (no key: unknown)."""
         return bool(data and data.get("views"))
+
+    def _views_kept_as_files_unchanged(self, data: dict) -> list[str]:
+        """The views besides the staging ones a build leaves out: none unless the project's
+        files are those of the last successful build (see the module docstring)."""
+        if self._code is None or self._code != _code(data):
+            return []
+        try:
+            manifest = json.loads((self.dir / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [
+            path
+            for path in views_kept_when_unchanged(manifest)
+            if not path.startswith("models/staging/")
+        ]
 
     def plan(self, build: list[str], *, full_refresh: bool = False) -> BuildPlan:
         """The dbt arguments: ``build`` for every node, or a selection of what changed.
@@ -185,6 +315,8 @@ class BuildState:
             build: the full build's arguments (``PRODUCTION_BUILD``).
             full_refresh: rebuild the incremental models from scratch (every node).
         """
+        if self.project_dir is not None:
+            self._code = project_fingerprint(self.project_dir)
         if full_refresh:
             return BuildPlan([*build, "--full-refresh"], True, "full refresh asked for")
         data = self._read()
@@ -205,10 +337,17 @@ class BuildState:
         quiet = ["--warn-error-options", json.dumps({"silence": ["NoNodesForSelectionCriteria"]})]
         args = [*build, "--select", *selectors, "--state", str(self.dir), *quiet]
         if self._views(data):
-            args += KEEP_VIEWS
-            reason += "; unchanged staging views kept"
+            kept = self._views_kept_as_files_unchanged(data)
+            exclude, indirect = KEEP_VIEWS[:2], KEEP_VIEWS[2:]
+            more = [f"path:{path},config.materialized:view,state:unmodified" for path in kept]
+            args += [*exclude, *more, *indirect]
+            reason += (
+                f"; unchanged staging views and {len(kept)} other view(s) kept (no file changed)"
+                if kept
+                else "; unchanged staging views kept"
+            )
         else:
-            reason += "; staging views created again: the last build failed or is not recorded"
+            reason += "; views created again: the last build failed or is not recorded"
         return BuildPlan(args, False, reason)
 
     def after_build(self, success: bool) -> None:
@@ -217,7 +356,12 @@ class BuildState:
         if not success:
             data = self._read()
             if data is not None:
-                self._write(built=self._built(data), pending=data.get("pending"), views=False)
+                self._write(
+                    built=self._built(data),
+                    pending=data.get("pending"),
+                    views=False,
+                    code=_code(data),
+                )
             return
         manifest = self.target / "manifest.json"
         if not manifest.exists():
@@ -226,4 +370,7 @@ class BuildState:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(manifest, self.dir / "manifest.json")
-        self._write(built=True, pending=[], views=True)
+        code = self._code
+        if code is None and self.project_dir is not None:
+            code = project_fingerprint(self.project_dir)
+        self._write(built=True, pending=[], views=True, code=code)

@@ -499,7 +499,9 @@ def _run_stages(
     full_refresh: bool,
     skip_publish: bool,
 ) -> None:
-    build_state = BuildState(prepared.target, warehouse_fingerprint(settings.dbt_env()))
+    build_state = BuildState(
+        prepared.target, warehouse_fingerprint(settings.dbt_env()), prepared.project_dir
+    )
 
     def do_extract(stage: StageReport) -> None:
         _record_extract(

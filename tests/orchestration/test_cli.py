@@ -107,3 +107,11 @@ def test_run_with_source_runs_the_whole_flow(elt_env, tmp_path: Path) -> None:
     assert docs.exit_code == 0, docs.output
     catalog = json.loads((DBT_PROJECT_DIR / "target" / "catalog.json").read_text())
     assert "model.retail_elt.sales_by_region_product" in catalog["nodes"]
+
+    # The run's build record says its views exist; `elt docs` leaves that, `elt dbt run`
+    # (which may replace relations) makes the next scheduled build create every view.
+    record = DBT_PROJECT_DIR / "target" / "elt_build_state" / "state.json"
+    assert json.loads(record.read_text())["views"] is True
+    rebuilt = runner.invoke(app, ["dbt", "run", "--select", "kpi_overview"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert json.loads(record.read_text())["views"] is False

@@ -21,6 +21,9 @@ from orchestration.dbt_state import (
     KEEP_VIEWS,
     BuildState,
     changed_sources,
+    forget_views,
+    project_fingerprint,
+    views_kept_when_unchanged,
     warehouse_fingerprint,
 )
 from tests.dbt import raw_data
@@ -114,6 +117,122 @@ def test_the_record_selects_only_what_is_known_to_be_safe(tmp_path: Path) -> Non
     assert BuildState(target, "fp-2").plan(BUILD).full
 
 
+def _model(name: str, materialized: str, *parents: str) -> tuple[str, dict]:
+    return f"model.p.{name}", {
+        "config": {"materialized": materialized},
+        "original_file_path": f"models/{name}.sql",
+        "depends_on": {"nodes": list(parents)},
+    }
+
+
+def test_views_kept_are_those_whose_inputs_no_build_drops() -> None:
+    nodes = dict(
+        [
+            _model("over_source", "view", "source.p.raw.t"),
+            _model("over_snapshot", "view", "snapshot.p.snap"),
+            _model("incremental", "incremental", "source.p.raw.t"),
+            _model("over_incremental", "view", "model.p.incremental"),
+            _model("table", "table", "source.p.raw.t"),
+            _model("over_table", "view", "model.p.table"),
+            _model("over_view_over_table", "view", "model.p.over_table"),
+            _model("over_kept_views", "view", "model.p.over_source", "model.p.over_incremental"),
+            _model("ephemeral", "ephemeral", "model.p.over_source"),
+            _model("over_ephemeral", "view", "model.p.ephemeral"),
+            _model("ephemeral_over_table", "ephemeral", "model.p.table"),
+            _model("over_ephemeral_over_table", "view", "model.p.ephemeral_over_table"),
+            _model("over_both", "view", "model.p.over_source", "model.p.table"),
+        ]
+    )
+    kept = views_kept_when_unchanged({"nodes": nodes})
+    assert kept == [
+        f"models/{name}.sql"
+        for name in sorted(
+            [
+                "over_source",
+                "over_snapshot",
+                "over_incremental",
+                "over_kept_views",
+                "over_ephemeral",
+            ]
+        )
+    ]
+    assert views_kept_when_unchanged({}) == []
+
+
+def test_project_fingerprint_follows_the_code_not_dbt_output(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    (project / "models").mkdir(parents=True)
+    (project / "models" / "a.sql").write_text("select 1", encoding="utf-8")
+    (project / "dbt_project.yml").write_text("name: p", encoding="utf-8")
+    before = project_fingerprint(project)
+    for output in ("target/manifest.json", "logs/dbt.log", ".user.yml"):
+        (project / output).parent.mkdir(parents=True, exist_ok=True)
+        (project / output).write_text("{}", encoding="utf-8")
+    assert project_fingerprint(project) == before
+    (project / "models" / "a.sql").write_text("select 2", encoding="utf-8")
+    assert project_fingerprint(project) != before
+    (project / "models" / "a.sql").write_text("select 1", encoding="utf-8")
+    (project / "models" / "b.sql").write_text("", encoding="utf-8")  # a new, empty file
+    assert project_fingerprint(project) != before
+
+
+def test_more_views_are_kept_only_while_no_project_file_changed(tmp_path: Path) -> None:
+    project, target = tmp_path / "p", tmp_path / "target"
+    (project / "models").mkdir(parents=True)
+    (project / "models" / "a.sql").write_text("select 1", encoding="utf-8")
+    nodes = dict(
+        [
+            _model("stg", "view", "source.p.raw.t"),
+            _model("int_over_stg", "view", "model.p.stg"),
+            _model("table", "table", "model.p.stg"),
+            _model("over_table", "view", "model.p.table"),
+        ]
+    )
+    nodes["model.p.stg"]["original_file_path"] = "models/staging/stg.sql"
+    state = BuildState(target, "fp-1", project)
+    state.plan(BUILD)  # the first build: every node, from these files
+    target.mkdir(parents=True)
+    (target / "manifest.json").write_text(json.dumps({"nodes": nodes}), encoding="utf-8")
+    state.after_build(True)
+
+    def excluded(plan_args: list[str]) -> list[str]:
+        return plan_args[plan_args.index("--exclude") + 1 : plan_args.index("--indirect-selection")]
+
+    # A scheduled run, no file changed: the staging views and the view over one are kept;
+    # the view over a table (dropped with it on Postgres) is built.
+    state = BuildState(target, "fp-1", project)
+    state.before_load()
+    state.after_load({"sales.daily_sales"})
+    plan = state.plan(BUILD)
+    assert excluded(plan.args) == [
+        KEEP_VIEWS[1],
+        "path:models/int_over_stg.sql,config.materialized:view,state:unmodified",
+    ]
+    assert "1 other view(s) kept" in plan.reason
+    # Without the project folder (or after a failed build): the staging views only.
+    assert excluded(BuildState(target, "fp-1").plan(BUILD).args) == [KEEP_VIEWS[1]]
+
+    # A file changed (the view over staging may read a changed staging view): staging only.
+    (project / "models" / "a.sql").write_text("select 2", encoding="utf-8")
+    state = BuildState(target, "fp-1", project)
+    plan = state.plan(BUILD)
+    assert excluded(plan.args) == [KEEP_VIEWS[1]]
+    assert "other view" not in plan.reason
+    state.after_build(True)  # built from the changed files: they are the reference now
+    assert len(excluded(BuildState(target, "fp-1", project).plan(BUILD).args)) == 2
+
+    # dbt run by hand (``elt dbt``): a command that may replace relations makes the next
+    # build create every view; a read-only one does not.
+    assert not forget_views(target, ["--quiet", "ls", "-s", "marts"])
+    assert not forget_views(target, ["docs", "generate"])
+    assert "--indirect-selection" in BuildState(target, "fp-1", project).plan(BUILD).args
+    assert forget_views(target, ["--debug", "run", "--full-refresh", "-s", "table"])
+    plan = BuildState(target, "fp-1", project).plan(BUILD)
+    assert not plan.full and "--indirect-selection" not in plan.args
+    assert "views created again" in plan.reason
+    assert not forget_views(tmp_path / "no-target", ["build"])  # no record: nothing to do
+
+
 def _ran(result_nodes: list) -> set[str]:
     return {node.unique_id for node in result_nodes if node.resource_type != "test"}
 
@@ -130,7 +249,7 @@ def test_selective_builds_run_what_changed_data_and_code_reach(tmp_path: Path) -
     warehouse = str(tmp_path / "warehouse.duckdb")
     env = dbt_env_for("duckdb", warehouse, "postgresql://unused@127.0.0.1:1/unused", "UTC")
     raw_data.write_raw_duckdb(warehouse, 2)
-    state = BuildState(target, warehouse_fingerprint(env))
+    state = BuildState(target, warehouse_fingerprint(env), project)
 
     def build(changed: set[str], *, succeeds: bool = True) -> tuple[bool, set[str]]:
         state.before_load()
@@ -155,11 +274,12 @@ def test_selective_builds_run_what_changed_data_and_code_reach(tmp_path: Path) -
     assert "model.retail_elt.dim_customers" in ran
     assert "model.retail_elt.fct_daily_sales" not in ran
     assert "snapshot.retail_elt.snap_products" not in ran
-    # The staging view is not created again (its code did not change), its tests run. A
-    # view over a dbt model is: a rebuild of that model may have dropped it (Postgres).
+    # No file changed: the views are not created again, their tests run (the staging one,
+    # and the one over the incremental customer history, which a run does not drop).
     assert "model.retail_elt.stg_shop__customers" not in ran
     assert any(".not_null_stg_shop__customers_customer_id." in t for t in tested)
-    assert "model.retail_elt.int_customers_filtered_to_current" in ran
+    assert "model.retail_elt.int_customers_filtered_to_current" not in ran
+    assert any(".unique_int_customers_filtered_to_current_customer_id." in t for t in tested)
 
     # A view dropped by hand: the tests on it fail, so the build fails; the next build
     # creates the views again (with the changes the failed build left) and succeeds.
@@ -184,6 +304,65 @@ def test_selective_builds_run_what_changed_data_and_code_reach(tmp_path: Path) -
     full, ran = build(set())
     assert not full
     assert ran == {"model.retail_elt.category_revenue", "exposure.retail_elt.retail_overview"}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_on_postgres_kept_views_survive_a_run_and_a_rebuild_by_hand_recreates_them(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Postgres drops the views over a table it replaces (``cascade``): the views a build
+    keeps read relations a run does not replace, and a dbt command by hand that may replace
+    one makes the next build create every view again."""
+    import psycopg2
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(
+        DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages")
+    )
+    target = tmp_path / "target"
+    env = dbt_env_for("postgres", str(tmp_path / "unused.duckdb"), postgres_dsn, "UTC")
+    raw_data.write_raw_postgres(postgres_dsn, 2)
+    state = BuildState(target, warehouse_fingerprint(env), project)
+    view = "model.retail_elt.int_customers_filtered_to_current"
+
+    def build(changed: set[str]) -> tuple[str, set[str]]:
+        state.before_load()
+        state.after_load(changed)
+        plan = state.plan(BUILD)
+        with PreparedDbt(env=env, project_dir=project, target_path=target) as prepared:
+            result = prepared.run(plan.args)
+        assert result.success, result.failure_report()
+        state.after_build(result.success)
+        return plan.reason, _ran(result.nodes)
+
+    def view_exists() -> bool:
+        conn = psycopg2.connect(postgres_dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "select count(*) from pg_views where schemaname = 'intermediate'"
+                    " and viewname = 'int_customers_filtered_to_current'"
+                )
+                return cur.fetchone()[0] == 1
+        finally:
+            conn.close()
+
+    build(set())
+    reason, ran = build({"shop.customers"})
+    assert "other view(s) kept" in reason
+    assert view not in ran and "model.retail_elt.dim_customers" in ran
+    assert view_exists()  # the incremental history under it was run, not replaced
+
+    # Rebuilt by hand: Postgres drops the view with the table it replaced.
+    args = ["run", "--full-refresh", "-s", "int_customers_historized"]
+    assert forget_views(target, args)
+    rebuilt = run_dbt(args, env=env, project_dir=project, target_path=target)
+    assert rebuilt.success, rebuilt.failure_report()
+    assert not view_exists()
+    reason, ran = build({"shop.customers"})
+    assert "views created again" in reason
+    assert view in ran and view_exists()
 
 
 def test_a_prepared_dbt_process_runs_its_command_and_ends_quietly_without_one(

@@ -285,7 +285,7 @@ def test_a_failing_dbt_test_fails_the_flow_by_name_and_alerts(
         fingerprint = warehouse_fingerprint(get_settings().dbt_env())
         state = BuildState(DBT_PROJECT_DIR / "target", fingerprint)
         plan = state.plan(list(PRODUCTION_BUILD))
-        assert not plan.full and "staging views created again" in plan.reason
+        assert not plan.full and "views created again" in plan.reason
 
 
 @pytest.mark.postgres
