@@ -65,6 +65,8 @@ from dask_preprocess.rules import (
     REASONS,
     TUPLE_COLUMNS,
     assign_buckets,
+    sale_id_hashes,
+    sale_key_of,
     validate_sales,
 )
 
@@ -76,7 +78,8 @@ RAW_LOADS = "raw/_dlt_loads"
 PRE = "preprocessed"
 STATE = f"{PRE}/_state"
 QUARANTINE_ROWS = "quarantine/sales_rows"
-STATE_FORMAT = 2  # 1: one rows file per bucket; 2: segments and labels per bucket
+# 1: one rows file per bucket; 2: segments and labels per bucket; 3: rows with a sale_key
+STATE_FORMAT = 3
 STATE_ROW_GROUP = 16_384  # rows per row group of the state's bucket files (sorted by sale date)
 PIECE_ROWS = 250_000  # rows per validation partition at most (whole row groups of a raw file)
 EPOCH = date(1970, 1, 1)
@@ -88,6 +91,7 @@ STATE_DTYPES: dict[str, str] = {
     "delivery_day": "int32",
     "line_number": "int64",
     "sale_id": "str",
+    "sale_key": "int32",  # rules.sale_key_of: a bucket's rows of some sale_ids, read by key
     "store_id": "str",
     "customer_id": "str",
     "product_id": "str",
@@ -492,11 +496,21 @@ def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
     return pd.util.hash_pandas_object(frame[cols], index=False).to_numpy()
 
 
+def _with_sale_key(table: pa.Table) -> pa.Table:
+    """State rows with their ``sale_key`` (computed from ``sale_id`` for rows written before
+    format 3, which had none)."""
+    if "sale_key" in table.column_names:
+        return table
+    ids = table["sale_id"].to_pandas() if table.num_rows else pd.Series([], dtype="str")
+    keys = pa.array(sale_key_of(sale_id_hashes(ids)), pa.int32())
+    return table.append_column("sale_key", keys)
+
+
 def _state_table(lake: Lake, rel: str) -> pa.Table:
     """A state or staged rows file (or folder) as Arrow with the state's column types."""
     if not lake.exists(rel):
         return _STATE_SCHEMA.empty_table()
-    return lake.read_table(rel).select(_STATE_SCHEMA.names).cast(_STATE_SCHEMA)
+    return _with_sale_key(lake.read_table(rel)).select(_STATE_SCHEMA.names).cast(_STATE_SCHEMA)
 
 
 def _mask_in(column: pa.ChunkedArray | pa.Array, values: pa.Array) -> pa.Array:
@@ -716,12 +730,14 @@ def _old_rows_to_redo(
     file changed) or must be decided again (their sale_id gains or loses a row).
 
     The decision for a sale_id depends on its rows alone. Only the key columns of the bucket's
-    segments are read, then the row groups holding the wanted rows. Rows already gone may be
-    among them; the labels drop them once read.
+    segments are read (``sale_key``, 4 bytes a row, not the ``sale_id`` text), then the row
+    groups holding the wanted rows. Every row of a touched sale_id has its key; the few rows
+    of other sale_ids sharing a key come along with all their rows, and deciding them again
+    changes nothing. Rows already gone may be among them; the labels drop them once read.
     """
     if not segment_paths:
         return _SEGMENT_SCHEMA.empty_table()
-    columns = ["sale_id", "file_name"] if holds_changed else ["sale_id"]
+    columns = ["sale_key", "file_name"] if holds_changed else ["sale_key"]
     keys = _keys_of_segments(lake, segment_paths, columns)
     from_changed = (
         _mask_in(keys["file_name"], changed)
@@ -730,11 +746,11 @@ def _old_rows_to_redo(
     )
     touched = pc.unique(
         pa.chunked_array(
-            [*staged["sale_id"].chunks, *keys.filter(from_changed)["sale_id"].chunks],
-            type=pa.string(),
+            [*staged["sale_key"].chunks, *keys.filter(from_changed)["sale_key"].chunks],
+            type=pa.int32(),
         ).combine_chunks()
     )
-    wanted = keys.filter(pc.or_(from_changed, _mask_in(keys["sale_id"], touched)))
+    wanted = keys.filter(pc.or_(from_changed, _mask_in(keys["sale_key"], touched)))
     files = wanted["_file"].to_numpy()
     positions = wanted["_pos"].to_numpy()
     parts = [
@@ -1697,12 +1713,16 @@ def _collect_garbage(lake: Lake, manifest: dict[int, dict[str, Any]]) -> None:
 
 
 def _migrate_state(lake: Lake, meta: dict[str, Any]) -> dict[str, Any]:
-    """Turn a format-1 state (one rows file per bucket) into segments, once.
+    """Bring an older state to the current format, once: format 1 (one rows file per bucket)
+    into segments; format 2 (segments without ``sale_key``) compacted into one segment per
+    bucket with its keys.
 
     The manifest and ``meta.json`` are written before the old files are deleted: a failure
     half-way leaves either the old state whole or the new one named (the old files are then
     garbage, collected by the next run).
     """
+    if int(meta.get("format", 1)) == 2:
+        return _add_sale_keys(lake, meta)
     legacy = {
         p: int(m.group(1))
         for p, _ in lake.list_files(f"{STATE}/rows")
@@ -1720,6 +1740,37 @@ def _migrate_state(lake: Lake, meta: dict[str, Any]) -> dict[str, Any]:
     lake.write_json(f"{STATE}/meta.json", meta)
     for rel in legacy:
         lake.delete(rel)
+    return meta
+
+
+def _add_sale_keys(lake: Lake, meta: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 -> 3: each bucket compacted into one segment whose rows have their sale_key
+    (labels folded in, gone rows dropped, as a compaction does)."""
+    old = _read_manifest(lake)
+    logger.info("Adding sale keys to the preprocessing state (%d bucket(s)), once", len(old))
+    segment = "000000-v3"
+    manifest: dict[int, dict[str, Any]] = {}
+    for h, entry in old.items():
+        segment_paths, labels_path = _bucket_paths(h, entry)
+        parts = [
+            _with_sale_key(lake.read_table(rel)).select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
+            for rel in segment_paths
+        ]
+        rows = _labelled(
+            pa.concat_tables([_SEGMENT_SCHEMA.empty_table(), *parts]),
+            _read_labels(lake, labels_path),
+        )
+        if rows.num_rows:
+            lake.write_table(
+                _segment_path(STATE, h, segment),
+                _sorted_rows(_with_segment(rows, segment)),
+                row_group_size=STATE_ROW_GROUP,
+            )
+            manifest[h] = {"segments": [segment], "labels": None}
+    _write_manifest(lake, manifest)
+    meta = {**meta, "format": STATE_FORMAT}
+    lake.write_json(f"{STATE}/meta.json", meta)
+    _collect_garbage(lake, manifest)
     return meta
 
 

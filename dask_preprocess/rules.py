@@ -96,6 +96,7 @@ VALIDATED_DTYPES: dict[str, str] = {
     "sale_date": "Int32",
     "sale_month": "Int32",
     "h": "Int32",
+    "sale_key": "Int32",
 }
 
 
@@ -195,12 +196,22 @@ def local_days(instants_us: pd.Series, timezone: str) -> tuple[np.ndarray, np.nd
     return days.astype("int64").astype("int32"), months.astype("int64").astype("int32")
 
 
-def hash_bucket(sale_ids: pd.Series, n_partitions: int) -> np.ndarray:
-    """Stable hash partition of each sale_id (the same id always lands in the same bucket)."""
+def sale_id_hashes(sale_ids: pd.Series) -> np.ndarray:
+    """A stable 64-bit hash of each sale_id (pandas' keyed hash: the same in every process)."""
     if len(sale_ids) == 0:
-        return np.zeros(0, dtype="int32")
-    hashed = pd.util.hash_pandas_object(sale_ids.astype("str"), index=False).to_numpy()
-    return (hashed % np.uint64(n_partitions)).astype("int32")
+        return np.zeros(0, dtype="uint64")
+    return pd.util.hash_pandas_object(sale_ids.astype("str"), index=False).to_numpy()
+
+
+def bucket_of(hashes: np.ndarray, n_partitions: int) -> np.ndarray:
+    """The hash bucket of each :func:`sale_id_hashes` value (its low bits)."""
+    return (hashes % np.uint64(n_partitions)).astype("int32")
+
+
+def sale_key_of(hashes: np.ndarray) -> np.ndarray:
+    """A 32-bit key of each :func:`sale_id_hashes` value (its high bits, not the bucket's):
+    equal sale_ids have equal keys; a few different ones share a key too."""
+    return (hashes >> np.uint64(32)).astype("uint32").view("int32")
 
 
 def _mismatch(quantity: pd.Series, price_e4: pd.Series, amount_e4: pd.Series) -> pd.Series:
@@ -231,7 +242,6 @@ def validate_sales(raw: pd.DataFrame, timezone: str, n_partitions: int) -> pd.Da
         for a valid row (then the normalized columns are set) and holds the reason code of a
         quarantined one (then the raw columns keep what was delivered).
     """
-    n = len(raw)
     out = pd.DataFrame(index=raw.index)
     out["file_name"] = raw["_file_name"].astype("str")
     out["file_modified_at_us"] = raw["file_modified_at_us"].astype("int64")
@@ -286,11 +296,13 @@ def validate_sales(raw: pd.DataFrame, timezone: str, n_partitions: int) -> pd.Da
     days, months = local_days(sale_at_us.where(valid, 0), timezone)
     out["sale_date"] = pd.array(days, dtype="Int32")
     out["sale_month"] = pd.array(months, dtype="Int32")
-    out["h"] = pd.array(hash_bucket(sale_id, n_partitions) if n else [], dtype="Int32")
+    hashes = sale_id_hashes(sale_id)
+    out["h"] = pd.array(bucket_of(hashes, n_partitions), dtype="Int32")
+    out["sale_key"] = pd.array(sale_key_of(hashes), dtype="Int32")
     invalid = ~valid.to_numpy()
     for col in ("sale_at_us", "quantity", "unit_price_e4", "amount_e4", "sale_date", "sale_month"):
         out.loc[invalid, col] = pd.NA
-    out.loc[invalid, "h"] = pd.NA
+    out.loc[invalid, ["h", "sale_key"]] = pd.NA
     return out.astype(VALIDATED_DTYPES)
 
 

@@ -11,6 +11,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -18,6 +19,8 @@ import pytest
 from dask_preprocess import PreprocessResult, local_cluster_size, preprocess_sales
 from dask_preprocess import preprocess as stage
 from dask_preprocess.cluster import dask_client
+from dask_preprocess.lake import Lake
+from dask_preprocess.rules import sale_id_hashes, sale_key_of
 from tests.dask_preprocess.dirty import dirty_stream
 from tests.dask_preprocess.lakebuilder import LakeBuilder, sale
 from tests.dask_preprocess.reference import reference
@@ -194,10 +197,12 @@ def test_segments_and_labels_give_the_same_outputs_as_compaction(
     assert on_disk == named
 
 
-def _to_format_1(lake: Path) -> None:
-    """Rewrite a lake's state as format 1 (one rows file per bucket, labels applied)."""
+def _current_rows(lake: Path) -> dict[str, pd.DataFrame]:
+    """Each bucket's current state rows (segments with their labels applied, gone rows
+    dropped), by bucket folder name."""
     state = lake / "preprocessed/_state"
     manifest = json.loads((state / "segments.json").read_text())
+    out = {}
     for h, entry in manifest.items():
         rows = pa.concat_tables(
             [pq.read_table(state / f"rows/h={h}/{s}.parquet") for s in entry["segments"]]
@@ -211,7 +216,16 @@ def _to_format_1(lake: Path) -> None:
             )
             rows["bucket"] = rows["label"].fillna(rows["bucket"])
             rows = rows[rows["bucket"] != "gone"].drop(columns=["label"])
-        table = pa.Table.from_pandas(rows.drop(columns=["segment"]), preserve_index=False)
+        out[h] = rows
+    return out
+
+
+def _to_format_1(lake: Path) -> None:
+    """Rewrite a lake's state as format 1 (one rows file per bucket, labels applied)."""
+    state = lake / "preprocessed/_state"
+    for h, rows in _current_rows(lake).items():
+        rows = rows.drop(columns=["segment", "sale_key"])  # format 1 had neither
+        table = pa.Table.from_pandas(rows, preserve_index=False)
         pq.write_table(table, state / f"rows/h={h}.parquet")
     for zone in ("rows", "labels"):
         for folder in (state / zone).glob("h=*"):
@@ -236,8 +250,55 @@ def test_a_format_1_state_is_converted_and_goes_on(
         assert_balanced(run(tmp_path, dask_address))
     assert _outputs(tmp_path) == _outputs(incremental_lake)
     state = tmp_path / "preprocessed/_state"
-    assert json.loads((state / "meta.json").read_text())["format"] == 2
+    assert json.loads((state / "meta.json").read_text())["format"] == 3
     assert not list((state / "rows").glob("*.parquet"))
+
+
+def _to_format_2(lake: Path) -> None:
+    """Rewrite a lake's state as format 2: the same segments and labels, without sale_key."""
+    state = lake / "preprocessed/_state"
+    for path in (state / "rows").rglob("*.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns(["sale_key"]), path)
+    meta = json.loads((state / "meta.json").read_text())
+    (state / "meta.json").write_text(json.dumps({**meta, "format": 2}))
+
+
+def test_a_format_2_state_gets_its_sale_keys_and_goes_on(
+    incremental_lake: Path, tmp_path: Path, dask_address: str
+) -> None:
+    """Segments and labels written before sale keys: the next run compacts every bucket into
+    one segment with the keys of its rows (labels folded in), then goes on as usual."""
+    lake = LakeBuilder(str(tmp_path))
+    batches = dirty_stream(seed=7)
+    for batch in batches[:3]:
+        _deliver(lake, batch)
+        run(tmp_path, dask_address, max_segments=1000, max_label_ratio=float("inf"))
+    state = tmp_path / "preprocessed/_state"
+    assert _state(tmp_path)[1], "the state should hold labels to fold in"
+
+    def rows_by_line() -> dict[str, list]:
+        return {
+            h: sorted(rows.drop(columns=["segment", "sale_key"]).itertuples(index=False, name=None))
+            for h, rows in _current_rows(tmp_path).items()
+        }
+
+    before = rows_by_line()
+    _to_format_2(tmp_path)
+    meta = json.loads((state / "meta.json").read_text())
+    assert stage._migrate_state(Lake(str(tmp_path)), meta)["format"] == 3
+    manifest, labels = _state(tmp_path)
+    assert not labels and {tuple(e["segments"]) for e in manifest.values()} == {("000000-v3",)}
+    assert rows_by_line() == before  # the same current rows, the labels folded in
+    for batch in batches[3:]:
+        _deliver(lake, batch)
+        assert_balanced(run(tmp_path, dask_address))
+    assert _outputs(tmp_path) == _outputs(incremental_lake)
+    assert json.loads((state / "meta.json").read_text())["format"] == 3
+    for path in (state / "rows").rglob("*.parquet"):
+        table = pq.read_table(path, columns=["sale_id", "sale_key"]).to_pandas()
+        expected = sale_key_of(sale_id_hashes(table["sale_id"]))
+        assert (table["sale_key"].to_numpy() == expected).all(), path
 
 
 def test_on_s3(s3, s3_bucket: str, dask_address: str) -> None:
