@@ -199,24 +199,30 @@ def test_more_views_are_kept_only_while_no_project_file_changed(tmp_path: Path) 
         return plan_args[plan_args.index("--exclude") + 1 : plan_args.index("--indirect-selection")]
 
     # A scheduled run, no file changed: the staging views and the view over one are kept;
-    # the view over a table (dropped with it on Postgres) is built.
+    # the view over a table (dropped with it on Postgres) is built. Nothing is modified, so
+    # dbt does not compare with the last build's manifest (no --state, no state: selectors).
     state = BuildState(target, "fp-1", project)
     state.before_load()
     state.after_load({"sales.daily_sales"})
     plan = state.plan(BUILD)
     assert excluded(plan.args) == [
-        KEEP_VIEWS[1],
-        "path:models/int_over_stg.sql,config.materialized:view,state:unmodified",
+        "path:models/staging,config.materialized:view",
+        "path:models/int_over_stg.sql,config.materialized:view",
     ]
-    assert "1 other view(s) kept" in plan.reason
+    assert plan.args[plan.args.index("--select") + 1] == "source:sales.daily_sales+"
+    assert "--state" not in plan.args and not any("state:" in a for a in plan.args)
+    assert "no project file changed" in plan.reason and "1 other view(s) kept" in plan.reason
     # Without the project folder (or after a failed build): the staging views only.
-    assert excluded(BuildState(target, "fp-1").plan(BUILD).args) == [KEEP_VIEWS[1]]
+    plan = BuildState(target, "fp-1").plan(BUILD)
+    assert excluded(plan.args) == [KEEP_VIEWS[1]] and "state:modified+" in plan.args
 
-    # A file changed (the view over staging may read a changed staging view): staging only.
+    # A file changed (the view over staging may read a changed staging view): staging only,
+    # and dbt compares with the last build (state:modified+).
     (project / "models" / "a.sql").write_text("select 2", encoding="utf-8")
     state = BuildState(target, "fp-1", project)
     plan = state.plan(BUILD)
     assert excluded(plan.args) == [KEEP_VIEWS[1]]
+    assert "state:modified+" in plan.args and "--state" in plan.args
     assert "other view" not in plan.reason
     state.after_build(True)  # built from the changed files: they are the reference now
     assert len(excluded(BuildState(target, "fp-1", project).plan(BUILD).args)) == 2
