@@ -209,8 +209,9 @@ def bucket_of(hashes: np.ndarray, n_partitions: int) -> np.ndarray:
 
 
 def sale_key_of(hashes: np.ndarray) -> np.ndarray:
-    """A 32-bit key of each :func:`sale_id_hashes` value (its high bits, not the bucket's):
-    equal sale_ids have equal keys; a few different ones share a key too."""
+    """A 32-bit key of each :func:`sale_id_hashes` value (its high 32 bits; with a power of
+    two of buckets, independent of the bucket): equal sale_ids have equal keys, and a few
+    different ones share a key too."""
     return (hashes >> np.uint64(32)).astype("uint32").view("int32")
 
 
