@@ -205,10 +205,15 @@ def forget_views(target_path: Path, args: list[str]) -> bool:
     except (OSError, ValueError):
         return False
     data["views"] = False
-    tmp = path.with_name(f"{STATE_FILE}.tmp")
+    _replace_json(path, data)
+    return True
+
+
+def _replace_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file, then a rename)."""
+    tmp = path.with_name(f"{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
     tmp.replace(path)
-    return True
 
 
 def _code(data: dict | None) -> str | None:
@@ -264,9 +269,7 @@ class BuildState:
             "views": views,
             "code": code,
         }
-        tmp = self.dir / f"{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        tmp.replace(self.dir / STATE_FILE)
+        _replace_json(self.dir / STATE_FILE, data)
 
     def pending(self) -> list[str] | None:
         """The sources changed since the last successful build; None when unknown."""
@@ -301,11 +304,9 @@ class BuildState:
         """Whether the last build succeeded, so every view it had exists (no key: unknown)."""
         return bool(data and data.get("views"))
 
-    def _views_kept_as_files_unchanged(self, data: dict) -> list[str]:
-        """The views besides the staging ones a build leaves out: none unless the project's
-        files are those of the last successful build (see the module docstring)."""
-        if self._code is None or self._code != _code(data):
-            return []
+    def _views_kept_as_files_unchanged(self) -> list[str]:
+        """The views besides the staging ones a build with no changed project file leaves
+        out (see the module docstring), from the last successful build's manifest."""
         try:
             manifest = json.loads((self.dir / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -355,7 +356,7 @@ class BuildState:
             )
             guard = ",state:unmodified"
         if self._views(data):
-            kept = self._views_kept_as_files_unchanged(data)
+            kept = self._views_kept_as_files_unchanged() if unchanged else []
             exclude = [
                 f"path:{path},config.materialized:view{guard}" for path in ["models/staging", *kept]
             ]
