@@ -953,6 +953,15 @@ def _update_hash_buckets(
     }
 
 
+def _current_rows(lake: Lake, segment_paths: list[str], labels: pa.Table) -> pa.Table:
+    """Every current row of a bucket: its segments with the labels folded in, gone rows
+    dropped (rows of a format-2 segment get their sale_key)."""
+    if not segment_paths:
+        return _SEGMENT_SCHEMA.empty_table()
+    rows = _with_sale_key(lake.read_tables(segment_paths))
+    return _labelled(rows.select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA), labels)
+
+
 def _write_bucket(
     lake: Lake,
     h: int,
@@ -981,12 +990,7 @@ def _write_bucket(
     written: list[str] = []
     if compact:
         # One segment with every current row: the labels are folded in, gone rows dropped.
-        everything = (
-            lake.read_tables(segment_paths).select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
-            if segment_paths
-            else _SEGMENT_SCHEMA.empty_table()
-        )
-        now = pa.concat_tables([_labelled(everything, labels), new_rows])
+        now = pa.concat_tables([_current_rows(lake, segment_paths, labels), new_rows])
         if now.num_rows:
             written.append(_segment_path(staging, h, run_id))
             rows = _sorted_rows(_with_segment(now, run_id))
@@ -1009,6 +1013,7 @@ def _write_bucket(
 DAILY_GROUP = ["sale_date", "store_id", "product_id", "region"]
 MONTHLY_GROUP = ["customer_id", "sale_month"]
 _DATE_COLUMNS = ("sale_date", "sale_month")  # day numbers in the state, dates in the outputs
+_MEASURES = ("n", "units", "amount_e4")  # the exact sums of an aggregate group
 
 
 def _sums_schema(schema: pa.Schema, group: list[str]) -> pa.Schema:
@@ -1126,7 +1131,7 @@ def _aggregate_table(
     sums: pa.Table, computed_at: datetime, schema: pa.Schema, sort: list[tuple[str, ...]]
 ) -> pa.Table:
     """An aggregate partition's rows (``schema``) of its exact sums, sorted."""
-    group = [c for c in sums.column_names if c not in ("n", "units", "amount_e4")]
+    group = [c for c in sums.column_names if c not in _MEASURES]
     return pa.table(
         {
             **{c: sums[c].cast(pa.date32()) if c in _DATE_COLUMNS else sums[c] for c in group},
@@ -1142,7 +1147,7 @@ def _aggregate_table(
 
 def _sums_of_partition(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """The exact sums an aggregate partition file was written from."""
-    group = [c for c in schema.names if c not in ("n", "units", "amount_e4")]
+    group = [c for c in schema.names if c not in _MEASURES]
     return pa.table(
         {
             **{c: table[c].cast(pa.int32()) if c in _DATE_COLUMNS else table[c] for c in group},
@@ -1159,16 +1164,15 @@ def _combined_sums(parts: list[pa.Table], group: list[str]) -> pa.Table:
     if len(parts) == 1:
         return parts[0]
     table = pa.concat_tables(parts)
-    measures = ["n", "units", "amount_e4"]
-    sums = table.group_by(group, use_threads=False).aggregate([(c, "sum") for c in measures])
+    sums = table.group_by(group, use_threads=False).aggregate([(c, "sum") for c in _MEASURES])
     return pa.table(
-        {**{c: sums[c] for c in group}, **{c: sums[f"{c}_sum"] for c in measures}}
+        {**{c: sums[c] for c in group}, **{c: sums[f"{c}_sum"] for c in _MEASURES}}
     ).cast(table.schema)
 
 
 def _negated(sums: pa.Table) -> pa.Table:
     """Sums to subtract: the same groups with their counts and amounts negated."""
-    for c in ("n", "units", "amount_e4"):
+    for c in _MEASURES:
         sums = sums.set_column(sums.schema.get_field_index(c), c, pc.negate(sums[c]))
     return sums
 
@@ -1752,14 +1756,7 @@ def _add_sale_keys(lake: Lake, meta: dict[str, Any]) -> dict[str, Any]:
     manifest: dict[int, dict[str, Any]] = {}
     for h, entry in old.items():
         segment_paths, labels_path = _bucket_paths(h, entry)
-        parts = [
-            _with_sale_key(lake.read_table(rel)).select(_SEGMENT_SCHEMA.names).cast(_SEGMENT_SCHEMA)
-            for rel in segment_paths
-        ]
-        rows = _labelled(
-            pa.concat_tables([_SEGMENT_SCHEMA.empty_table(), *parts]),
-            _read_labels(lake, labels_path),
-        )
+        rows = _current_rows(lake, segment_paths, _read_labels(lake, labels_path))
         if rows.num_rows:
             lake.write_table(
                 _segment_path(STATE, h, segment),
