@@ -747,6 +747,87 @@ def test_interface_relations_have_the_contract_columns(warehouse: Warehouse) -> 
     assert {"staging", "intermediate", "marts", "snapshots"} <= schemas
 
 
+# A value each interface mart must refuse: (relation, column, value, constraint violated).
+# These were data tests (not_null, positive_amount, accepted_values) before the contracted
+# marts declared them as constraints, which the warehouse enforces on every write.
+REFUSED_VALUES = [
+    ("fct_daily_sales", "store_id", "null", "not null"),
+    ("fct_daily_sales", "region", "'Nowhere'", "check"),
+    ("fct_daily_sales", "revenue", "0", "check"),
+    ("fct_daily_sales", "n_sales", "-1", "check"),
+    ("sales_by_region_product", "units", "0", "check"),
+    ("sales_by_region_product", "revenue_rank_in_region", "null", "not null"),
+    ("dim_stores", "format", "'kiosk'", "check"),
+    ("dim_stores", "is_unknown", "null", "not null"),
+    ("dim_products", "unit_price", "-1", "check"),
+    ("dim_products", "category", "null", "not null"),
+    ("dim_customers", "gender", "'X'", "check"),
+    ("dim_customers", "customer_id", "null", "not null"),
+    ("data_quality_by_file", "status", "'lost'", "check"),
+    ("data_quality_by_file", "rows_in", "null", "not null"),
+]
+
+
+def _error_of(warehouse: Warehouse, sql: str) -> str | None:
+    """Run a statement in a transaction that is always rolled back: its error, or None."""
+    if warehouse.target == "duckdb":
+        import duckdb
+
+        with duckdb.connect(warehouse.duckdb_path) as conn:
+            conn.begin()
+            try:
+                conn.execute(sql)
+            except duckdb.Error as exc:
+                return str(exc)
+            finally:
+                conn.rollback()
+        return None
+    import psycopg2
+
+    conn = psycopg2.connect(warehouse.postgres_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    except psycopg2.Error as exc:
+        return str(exc)
+    finally:
+        conn.rollback()
+        conn.close()
+    return None
+
+
+def _copy_with(relation: str, columns: list[str], column: str, value: str) -> str:
+    """An insert of one row copied from the mart, with ``value`` (SQL) for ``column``."""
+    picked = ", ".join(value if c == column else c for c in columns)
+    return (
+        f"insert into marts.{relation} ({', '.join(columns)}) "
+        f"select {picked} from marts.{relation} limit 1"
+    )
+
+
+def test_interface_marts_refuse_what_their_constraints_forbid(warehouse: Warehouse) -> None:
+    """The contracted marts carry their not-null and check constraints in the warehouse
+    (created by dbt, also on the incremental fct_daily_sales): a row copied from the table
+    with one forbidden value is refused, naming the kind of constraint, and the same copy
+    with the column's own value is accepted (so the refusal is the constraint's). Each
+    statement is rolled back."""
+    for relation, column, value, kind in REFUSED_VALUES:
+        columns = [
+            row[0]
+            for row in warehouse.query(
+                "select column_name from information_schema.columns where table_schema = "
+                f"'marts' and table_name = '{relation}' order by ordinal_position"
+            )
+        ]
+        assert column in columns, (relation, column)
+
+        error = _error_of(warehouse, _copy_with(relation, columns, column, value))
+        assert error is not None, (relation, column, value)
+        assert kind in error.lower().replace("-", " "), (relation, column, error)
+        own_value = _copy_with(relation, columns, column, column)
+        assert _error_of(warehouse, own_value) is None, (relation, column)
+
+
 def _execute(warehouse: Warehouse, sql: str) -> None:
     """Run a statement that changes data, committed."""
     if warehouse.target == "duckdb":
