@@ -730,16 +730,21 @@ INTERFACE = {
 }
 
 
+def _mart_columns(warehouse: Warehouse, name: str) -> list[str]:
+    """The columns of ``marts.<name>``, in order."""
+    return [
+        row[0]
+        for row in warehouse.query(
+            "select column_name from information_schema.columns where table_schema = 'marts'"
+            f" and table_name = '{name}' order by ordinal_position"
+        )
+    ]
+
+
 def test_interface_relations_have_the_contract_columns(warehouse: Warehouse) -> None:
     """Every relation of contract §7 is in schema marts with its columns, in order."""
     for name, columns in INTERFACE.items():
-        actual = [
-            row[0]
-            for row in warehouse.query(
-                "select column_name from information_schema.columns where table_schema = 'marts'"
-                f" and table_name = '{name}' order by ordinal_position"
-            )
-        ]
+        actual = _mart_columns(warehouse, name)
         assert actual[: len(columns.split())] == columns.split(), name
     schemas = {
         row[0] for row in warehouse.query("select schema_name from information_schema.schemata")
@@ -812,13 +817,7 @@ def test_interface_marts_refuse_what_their_constraints_forbid(warehouse: Warehou
     with the column's own value is accepted (so the refusal is the constraint's). Each
     statement is rolled back."""
     for relation, column, value, kind in REFUSED_VALUES:
-        columns = [
-            row[0]
-            for row in warehouse.query(
-                "select column_name from information_schema.columns where table_schema = "
-                f"'marts' and table_name = '{relation}' order by ordinal_position"
-            )
-        ]
+        columns = _mart_columns(warehouse, relation)
         assert column in columns, (relation, column)
 
         error = _error_of(warehouse, _copy_with(relation, columns, column, value))
