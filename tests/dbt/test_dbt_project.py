@@ -378,7 +378,7 @@ def test_build_is_green_with_only_the_deliberate_warning(warehouse: Warehouse) -
     ]
     kinds = {uid.split(".")[0] for uid in statuses["success"] + statuses["pass"]}
     assert {"model", "snapshot", "test", "unit_test"} <= kinds
-    assert len(statuses["pass"]) > 100  # the data and unit tests really ran
+    assert len(statuses["pass"]) > 80  # the data and unit tests really ran
     assert f"duplicate ratio alert: file {raw_data.DIRTY_FILE}" in warehouse.outputs["build_2"]
 
 
@@ -880,3 +880,44 @@ def test_totals_reconcile_fails_on_the_one_measure_that_does_not_add_up(
     assert len(with_units) == 3, results  # to staging, fct_monthly_sales, by region and product
     assert {name: results[name] for name in with_units} == dict.fromkeys(with_units, ("fail", 1))
     assert {r for name, r in results.items() if name not in with_units} == {("pass", 0)}
+
+
+def test_column_rules_return_a_row_per_broken_rule(warehouse: Warehouse) -> None:
+    """A model's single-column rules are one test (one query): it returns a row per broken
+    rule with the column, the rule and how many rows break it; a null passes the value rules
+    (as it passes dbt's accepted_values), only the not-null rules count it."""
+    _execute(warehouse, "create table marts.fms_kept as select * from marts.fct_monthly_sales")
+    keys = warehouse.query(
+        "select sale_month, region, store_id, product_id from marts.fct_monthly_sales "
+        "order by sale_month, region, store_id, product_id limit 4"
+    )
+    where = [
+        f"sale_month = '{k[0]}' and region = '{k[1]}' and store_id = '{k[2]}' "
+        f"and product_id = '{k[3]}'"
+        for k in keys
+    ]
+    try:
+        _execute(warehouse, f"update marts.fct_monthly_sales set category = null where {where[0]}")
+        for clause in where[1:3]:
+            _execute(
+                warehouse, f"update marts.fct_monthly_sales set region = 'Atlantis' where {clause}"
+            )
+        _execute(warehouse, f"update marts.fct_monthly_sales set region = null where {where[3]}")
+        warehouse.dbt(
+            "column_rules", "test", "--select", "column_rules_fct_monthly_sales", check=False
+        )
+        (result,) = warehouse.run_results["column_rules"]["results"]
+        assert (result["status"], result["failures"]) == ("fail", 2), result["message"]
+        broken = sorted(warehouse.query(result["compiled_code"]))
+    finally:
+        _execute(
+            warehouse,
+            "delete from marts.fct_monthly_sales; "
+            "insert into marts.fct_monthly_sales select * from marts.fms_kept; "
+            "drop table marts.fms_kept",
+        )
+    assert broken == [
+        ("category", "not null", 1),
+        ("region", "one of North, South, East, West", 2),
+    ]
+    warehouse.dbt("column_rules_again", "test", "--select", "column_rules_fct_monthly_sales")

@@ -283,7 +283,7 @@ def test_selective_builds_run_what_changed_data_and_code_reach(tmp_path: Path) -
     # No file changed: the views are not created again, their tests run (the staging one,
     # and the one over the incremental customer history, which a run does not drop).
     assert "model.retail_elt.stg_shop__customers" not in ran
-    assert any(".not_null_stg_shop__customers_customer_id." in t for t in tested)
+    assert any(".column_rules_stg_shop__customers." in t for t in tested)
     assert "model.retail_elt.int_customers_filtered_to_current" not in ran
     assert any(".unique_int_customers_filtered_to_current_customer_id." in t for t in tested)
 

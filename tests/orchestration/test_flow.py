@@ -275,12 +275,12 @@ def test_a_failing_dbt_test_fails_the_flow_by_name_and_alerts(
         failed = retail_elt(return_state=True, skip_publish=True, full_refresh=True)
         assert failed.is_failed()
         # The failing test is named, with its compiled SQL, in the flow's result.
-        assert "positive_amount" in str(failed.message)
+        assert "column_rules_stg_sales__daily_sales" in str(failed.message)
         assert "compiled SQL" in str(failed.message)
         assert "select" in str(failed.message).lower()
         failure_alerts = [t for t in hook.texts() if "failed" in t and "retail-elt run" in t]
         assert failure_alerts, hook.texts()
-        assert "positive_amount" in failure_alerts[-1]
+        assert "column_rules_stg_sales__daily_sales" in failure_alerts[-1]
         # The failed build is recorded: the next run builds what it left, views included.
         fingerprint = warehouse_fingerprint(get_settings().dbt_env())
         state = BuildState(DBT_PROJECT_DIR / "target", fingerprint)
