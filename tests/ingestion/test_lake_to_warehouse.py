@@ -219,6 +219,31 @@ def test_lake_is_staged_into_the_raw_schemas(warehouse: Warehouse, tmp_path: Pat
     assert {name: warehouse.count(name) for name in staged} == dict.fromkeys(staged, 0)
 
 
+def test_a_delivery_in_two_lake_files_is_loaded_once(warehouse: Warehouse, tmp_path: Path) -> None:
+    """dlt's merge inserts the staged shop rows without numbering them by key (they are
+    declared unique): a delivery file that reached the lake twice, in two completed lake
+    loads read by one run, is still loaded once."""
+    _, lake = prepare_lake(tmp_path)
+    raw = Path(lake) / "raw"
+    again = "1900000000.5"
+    for table in ("customers", "delivered_files"):
+        (first,) = sorted((raw / table).glob("*.parquet"))
+        shutil.copyfile(first, raw / table / f"{again}.0123456789.parquet")
+    (raw / "_dlt_loads" / f"drop__{again}.jsonl").write_text(
+        f'{{"load_id": "{again}", "schema_name": "drop", "status": 0}}\n'
+    )
+
+    result = load(lake, warehouse, tmp_path, "load1")
+
+    assert result.files_read["customers"] == 2
+    assert warehouse.count("raw_shop.customers") == 3
+    assert warehouse.count("raw_shop.delivered_files") == 9
+    assert warehouse.rows(
+        "select count(*) from (select customer_id, _file_name, _file_modified_at, _line_number "
+        "from raw_shop.customers group by 1, 2, 3, 4 having count(*) > 1) as repeated"
+    ) == [(0,)]
+
+
 def test_reruns_add_nothing_and_changed_partitions_are_replaced(
     warehouse: Warehouse, tmp_path: Path
 ) -> None:
