@@ -827,6 +827,11 @@ def test_interface_marts_refuse_what_their_constraints_forbid(warehouse: Warehou
         assert _error_of(warehouse, own_value) is None, (relation, column)
 
 
+def _test_results(warehouse: Warehouse, step: str) -> list[dict[str, Any]]:
+    """The data tests' results of a dbt command (not its hooks')."""
+    return [r for r in warehouse.run_results[step]["results"] if r["unique_id"].startswith("test.")]
+
+
 def _execute(warehouse: Warehouse, sql: str) -> None:
     """Run a statement that changes data, committed."""
     if warehouse.target == "duckdb":
@@ -871,7 +876,7 @@ def test_totals_reconcile_fails_on_the_one_measure_that_does_not_add_up(
         _execute(warehouse, f"update marts.fct_daily_sales set units = units - 1 where {where}")
     results = {
         r["unique_id"].split(".")[2]: (r["status"], r["failures"])
-        for r in warehouse.run_results["reconcile"]["results"]
+        for r in _test_results(warehouse, "reconcile")
     }
     # Every pair with fct_daily_sales: those that compare units fail with one row (units),
     # the others pass.
@@ -906,7 +911,7 @@ def test_column_rules_return_a_row_per_broken_rule(warehouse: Warehouse) -> None
         warehouse.dbt(
             "column_rules", "test", "--select", "column_rules_fct_monthly_sales", check=False
         )
-        (result,) = warehouse.run_results["column_rules"]["results"]
+        (result,) = _test_results(warehouse, "column_rules")
         assert (result["status"], result["failures"]) == ("fail", 2), result["message"]
         broken = sorted(warehouse.query(result["compiled_code"]))
     finally:
@@ -921,3 +926,99 @@ def test_column_rules_return_a_row_per_broken_rule(warehouse: Warehouse) -> None
         ("region", "one of North, South, East, West", 2),
     ]
     warehouse.dbt("column_rules_again", "test", "--select", "column_rules_fct_monthly_sales")
+
+
+#: The uniqueness tests limited to new partitions: their watermark key, relation and load id.
+WATERMARKED = {
+    "stg_sales__daily_sales:sale_date,store_id,product_id,region": (
+        "staging.stg_sales__daily_sales",
+        "load_id",
+    ),
+    "stg_sales__customer_months:customer_id,sale_month": (
+        "staging.stg_sales__customer_months",
+        "load_id",
+    ),
+    "fct_daily_sales:sale_date,store_id,product_id,region": (
+        "marts.fct_daily_sales",
+        "source_load_id",
+    ),
+}
+
+
+def test_uniqueness_tests_check_the_partitions_loaded_since_they_last_passed(
+    warehouse: Warehouse,
+) -> None:
+    """The daily and monthly sales' uniqueness tests check only the partitions of loads newer
+    than the last load they passed on (their keys hold the partition column, so a key can only
+    repeat within a partition): each passing run records that load id; a key repeated in a
+    newer partition fails the test, an older partition is not read again, and a full refresh
+    checks every row."""
+    schema = "main" if warehouse.target == "duckdb" else "public"
+
+    def marks() -> dict[str, str]:
+        return dict(
+            warehouse.query(f"select test_key, passed_through from {schema}.elt_test_watermarks")
+        )
+
+    def record_marks(step: str) -> None:
+        warehouse.dbt(
+            step,
+            "test",
+            "--select",
+            "test_name:unique_combination",
+            "--exclude-resource-type",
+            "unit_test",
+        )
+
+    newest = {
+        key: warehouse.query(f"select max({column}) from {relation}")[0][0]
+        for key, (relation, column) in WATERMARKED.items()
+    }
+    # The story ends with `dbt run --full-refresh`, which rebuilt the incremental models and
+    # tested nothing: it left no watermark, so the next test run reads every row.
+    assert marks() == {}
+    record_marks("watermarks")
+    assert marks() == newest
+
+    fct = "fct_daily_sales:sale_date,store_id,product_id,region"
+    first, second = warehouse.query(
+        "select sale_date, store_id, product_id, region from marts.fct_daily_sales "
+        "order by sale_date, store_id, product_id, region limit 2"
+    )
+
+    def repeat(key: tuple, load_id: str) -> None:
+        _execute(
+            warehouse,
+            "insert into marts.fct_daily_sales (sale_date, store_id, product_id, region, n_sales, "
+            "units, revenue, source_load_id) select sale_date, store_id, product_id, region, "
+            f"999999, units, revenue, '{load_id}' from marts.fct_daily_sales where sale_date = "
+            f"'{key[0]}' and store_id = '{key[1]}' and product_id = '{key[2]}' and region = "
+            f"'{key[3]}' and n_sales <> 999999",
+        )
+
+    def failures(step: str, *flags: str) -> int:
+        warehouse.dbt(
+            step,
+            "build",
+            *flags,
+            "--select",
+            "fct_daily_sales,test_name:unique_combination",
+            "--exclude-resource-type",
+            "unit_test",
+            check=False,
+        )
+        (result,) = _test_results(warehouse, step)
+        return result["failures"]
+
+    try:
+        repeat(first, newest[fct])  # in a partition the test already passed on: not read
+        repeat(second, "9999999999.5")  # a newer load, twice: one key repeated
+        repeat(second, "9999999999.5")
+        assert failures("since_last_pass") == 1
+        assert failures("every_partition", "--full-refresh") == 2
+        # A full refresh forgets the watermarks: the next runs test everything again.
+        assert marks() == {}
+    finally:
+        _execute(warehouse, "delete from marts.fct_daily_sales where n_sales = 999999")
+    record_marks("watermarks_again")
+    assert marks() == newest

@@ -240,7 +240,10 @@ def test_more_views_are_kept_only_while_no_project_file_changed(tmp_path: Path) 
 
 
 def _ran(result_nodes: list) -> set[str]:
-    return {node.unique_id for node in result_nodes if node.resource_type != "test"}
+    """The nodes a build built (not its tests, not the project's hooks)."""
+    return {
+        node.unique_id for node in result_nodes if node.resource_type not in ("test", "operation")
+    }
 
 
 @pytest.mark.slow
