@@ -81,8 +81,10 @@ SALES_PIPELINE_NAME = "lake_to_raw_sales"
 SHOP_TABLES: tuple[str, ...] = ("stores", "products", "customers", "delivered_files")
 #: The columns of a shop table's primary key naming the delivery file a row came from.
 DELIVERY_COLUMNS: dict[str, tuple[str, str]] = {
-    table: tuple(c for c in key if c.lstrip("_") in ("file_name", "file_modified_at"))  # type: ignore[misc]
-    for table, key in SHOP_PRIMARY_KEYS.items()
+    table: ("file_name", "file_modified_at")
+    if table == "delivered_files"
+    else ("_file_name", "_file_modified_at")
+    for table in SHOP_TABLES
 }
 PREPROCESSED_ZONE = "preprocessed"
 #: Partitioned preprocessed tables and their partition column.
@@ -270,11 +272,11 @@ def _without_deliveries_read(
     )
     repeated = pa.array(np.zeros(data.num_rows, dtype=bool))
     for name, modified in again:
-        same = pc.and_(
+        same = pc.and_kleene(
             pc.equal(data[columns[0]], pa.scalar(name, data.schema.field(columns[0]).type)),
             pc.equal(data[columns[1]], pa.scalar(modified, data.schema.field(columns[1]).type)),
         )
-        repeated = pc.or_(repeated, same)
+        repeated = pc.or_kleene(repeated, pc.fill_null(same, False))
     return data.filter(pc.invert(repeated))
 
 
