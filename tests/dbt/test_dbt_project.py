@@ -378,7 +378,12 @@ def test_build_is_green_with_only_the_deliberate_warning(warehouse: Warehouse) -
     ]
     kinds = {uid.split(".")[0] for uid in statuses["success"] + statuses["pass"]}
     assert {"model", "snapshot", "test", "unit_test"} <= kinds
-    assert len(statuses["pass"]) > 80  # the data and unit tests really ran
+    # Every data test and unit test of the project ran, and passed (or warned).
+    manifest = json.loads((Path(warehouse.env["DBT_TARGET_PATH"]) / "manifest.json").read_text())
+    tests = {uid for uid, n in manifest["nodes"].items() if n["resource_type"] == "test"}
+    tests |= set(manifest["unit_tests"])
+    assert len(tests) > 50
+    assert tests == set(statuses["pass"]) | set(statuses["warn"])
     assert f"duplicate ratio alert: file {raw_data.DIRTY_FILE}" in warehouse.outputs["build_2"]
 
 
@@ -926,6 +931,36 @@ def test_column_rules_return_a_row_per_broken_rule(warehouse: Warehouse) -> None
         ("region", "one of North, South, East, West", 2),
     ]
     warehouse.dbt("column_rules_again", "test", "--select", "column_rules_fct_monthly_sales")
+
+    # unique: the rows beyond the first of each repeated value (a null repeats nothing)
+    activity = "marts.customer_activity_monthly"
+    _execute(warehouse, f"create table marts.cam_kept as select * from {activity}")
+    try:
+        _execute(
+            warehouse,
+            f"insert into {activity} select * from {activity} "
+            f"where sale_month = (select min(sale_month) from {activity}); "
+            f"insert into {activity} select * from {activity} "
+            f"where sale_month = (select max(sale_month) from {activity}); "
+            f"insert into {activity} select * from {activity} "
+            f"where sale_month = (select max(sale_month) from {activity})",
+        )
+        warehouse.dbt(
+            "column_rules_unique",
+            "test",
+            "--select",
+            "column_rules_customer_activity_monthly",
+            check=False,
+        )
+        (result,) = _test_results(warehouse, "column_rules_unique")
+        broken = warehouse.query(result["compiled_code"])
+    finally:
+        _execute(
+            warehouse,
+            f"delete from {activity}; insert into {activity} select * from marts.cam_kept; "
+            "drop table marts.cam_kept",
+        )
+    assert (result["status"], broken) == ("fail", [("sale_month", "unique", 4)])
 
 
 #: The uniqueness tests limited to new partitions: their watermark key, relation and load id.

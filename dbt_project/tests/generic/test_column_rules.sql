@@ -1,21 +1,36 @@
 {#- A model's single-column rules, checked in one query (one scan and one dbt
-    node instead of one per rule): columns that are never null, amounts greater
-    than zero, columns whose values come from a list (a null passes the last two,
-    as it passes dbt's accepted_values). One failing row per broken rule: the
-    column, the rule and the number of rows that break it.
+    node instead of one per rule): columns that are never null, columns whose
+    values are unique, amounts greater than zero, columns whose values come from
+    a list (a null passes the last three, as it passes dbt's unique and
+    accepted_values). One failing row per broken rule: the column, the rule and
+    the number of rows that break it (for unique: the rows beyond the first of
+    each repeated value).
 
     accepted_values maps a column to its values, or to {values: [...], quote:
     false} for values compared unquoted (numbers). -#}
 {% test column_rules(
-    model, not_null=[], greater_than_zero=[], accepted_values={}
+    model, not_null=[], unique=[], greater_than_zero=[], accepted_values={}
 ) %}
 
     {%- set checks = [] -%}
     {%- for column in not_null -%}
-        {%- do checks.append((column, 'not null', column ~ ' is null')) -%}
+        {%- do checks.append((
+            column, 'not null', 'sum(case when ' ~ column ~ ' is null then 1 else 0 end)'
+        )) -%}
+    {%- endfor -%}
+    {%- for column in unique -%}
+        {%- do checks.append((
+            column,
+            'unique',
+            'count(' ~ column ~ ') - count(distinct ' ~ column ~ ')',
+        )) -%}
     {%- endfor -%}
     {%- for column in greater_than_zero -%}
-        {%- do checks.append((column, 'greater than zero', column ~ ' <= 0')) -%}
+        {%- do checks.append((
+            column,
+            'greater than zero',
+            'sum(case when ' ~ column ~ ' <= 0 then 1 else 0 end)',
+        )) -%}
     {%- endfor -%}
     {%- for column, spec in accepted_values.items() -%}
         {%- set values = spec['values'] if spec is mapping else spec -%}
@@ -27,7 +42,8 @@
         {%- do checks.append((
             column,
             'one of ' ~ (values | join(', ')),
-            column ~ ' not in (' ~ (listed | join(', ')) ~ ')',
+            'sum(case when ' ~ column ~ ' not in (' ~ (listed | join(', '))
+            ~ ') then 1 else 0 end)',
         )) -%}
     {%- endfor -%}
 
@@ -36,7 +52,7 @@ with
 counted as (
     select
         {% for column, rule, failing in checks -%}
-            sum(case when {{ failing }} then 1 else 0 end) as failing_{{ loop.index }}
+            {{ failing }} as failing_{{ loop.index }}
             {{- "," if not loop.last }}
         {% endfor %}
     from {{ model }}
