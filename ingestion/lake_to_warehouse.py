@@ -220,7 +220,7 @@ def _shop_resource(
             One Arrow table per lake file, with this load's ``_dlt_load_id``.
         """
         seen: dict[str, str] = dlt.current.resource_state().setdefault("files", {})
-        deliveries: set[tuple] = set()
+        deliveries: dict[tuple, str] = {}
         load_id = _load_id()
         for item in _list(fs, raw_root, f"{table}/*.parquet"):
             rel = item["relative_path"]
@@ -228,7 +228,9 @@ def _shop_resource(
             if match is None or match.group("load_id") not in completed or rel in seen:
                 continue
             data = _with_load_id(_read_parquet(fs, posixpath.join(raw_root, rel)), load_id)
-            data = _without_deliveries_read(data, DELIVERY_COLUMNS[table], deliveries, rel)
+            data = _without_deliveries_read(
+                data, DELIVERY_COLUMNS[table], deliveries, rel, match.group("load_id")
+            )
             seen[rel] = item["modification_date"].isoformat()
             stats.add(table, 1, data.num_rows)
             if table == "delivered_files" and data.num_rows:
@@ -248,24 +250,23 @@ def _shop_resource(
 
 
 def _without_deliveries_read(
-    data: pa.Table, columns: tuple[str, str], read: set[tuple], rel: str
+    data: pa.Table, columns: tuple[str, str], read: dict[tuple, str], rel: str, lake_load: str
 ) -> pa.Table:
-    """``data`` without the rows of delivery files that an earlier lake file of this run held.
+    """``data`` without the rows of delivery files that another lake load read in this run held.
 
-    Each delivery file (its name and modification time, ``columns``) reaches the lake once;
-    should it reach it twice (say, a drop -> lake run whose state was lost), both lake files
-    hold the same rows, and only the first one read is kept. ``read`` collects the delivery
-    files seen so far.
+    Each delivery file (its name and modification time, ``columns``) reaches the lake in one
+    lake load (whose rows dlt may split over several files); should it reach it in two (say, a
+    drop -> lake run whose state was lost), both loads hold the same rows, and only the first
+    load read is kept. ``read`` maps each delivery file seen so far to its lake load.
     """
     names = data.select(list(columns)).group_by(list(columns)).aggregate([])
     found = set(zip(*(names[c].to_pylist() for c in columns), strict=True))
-    again = found & read
-    read |= found
+    again = {d for d in found if read.setdefault(d, lake_load) != lake_load}
     if not again:
         return data
     logger.warning(
-        "lake file %s repeats %d delivery file(s) already read in this load; their rows are "
-        "loaded once: %s",
+        "lake file %s repeats %d delivery file(s) of another lake load read in this run; their "
+        "rows are loaded once: %s",
         rel,
         len(again),
         ", ".join(sorted(str(name) for name, _ in again)),

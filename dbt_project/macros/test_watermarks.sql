@@ -25,6 +25,20 @@
 {% endmacro %}
 
 
+{#- Post-hook of an incremental model whose tests have watermarks: built from
+    scratch (first run, or its table gone) it may hold rows with older load ids
+    than the watermarks, so they are forgotten and the tests check every row. -#}
+{% macro forget_test_watermarks() %}
+    {%- if is_incremental() -%}
+        {{ return('') }}
+    {%- endif -%}
+    {{ return(
+        'delete from ' ~ test_watermarks_relation()
+        ~ " where test_key like '" ~ this.identifier ~ ":%'"
+    ) }}
+{% endmacro %}
+
+
 {#- After the run: each such test that passed records the newest load id of
     its model (nothing loads while dbt runs, so it is the newest the test saw).
     A full refresh first forgets every watermark: rebuilt incremental models

@@ -3,7 +3,8 @@
         materialized='incremental',
         incremental_strategy='append',
         on_schema_change='append_new_columns',
-        pre_hook="{{ delete_replaced_dates(ref('int_sale_dates_versioned')) }}"
+        pre_hook="{{ delete_replaced_dates(ref('int_sale_dates_versioned')) }}",
+        post_hook="{{ forget_test_watermarks() }}"
     )
 }}
 
