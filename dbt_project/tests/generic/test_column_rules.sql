@@ -13,24 +13,16 @@
 ) %}
 
     {%- set checks = [] -%}
-    {%- for column in not_null -%}
-        {%- do checks.append((
-            column, 'not null', 'sum(case when ' ~ column ~ ' is null then 1 else 0 end)'
-        )) -%}
-    {%- endfor -%}
-    {%- for column in unique -%}
-        {%- do checks.append((
-            column,
-            'unique',
-            'count(' ~ column ~ ') - count(distinct ' ~ column ~ ')',
-        )) -%}
-    {%- endfor -%}
-    {%- for column in greater_than_zero -%}
-        {%- do checks.append((
-            column,
-            'greater than zero',
-            'sum(case when ' ~ column ~ ' <= 0 then 1 else 0 end)',
-        )) -%}
+    {#- (columns, rule, how many rows break it, with {} for the column) -#}
+    {%- set per_column = [
+        (not_null, 'not null', 'sum(case when {} is null then 1 else 0 end)'),
+        (unique, 'unique', 'count({}) - count(distinct {})'),
+        (greater_than_zero, 'greater than zero', 'sum(case when {} <= 0 then 1 else 0 end)'),
+    ] -%}
+    {%- for columns, rule, failing in per_column -%}
+        {%- for column in columns -%}
+            {%- do checks.append((column, rule, failing.replace('{}', column))) -%}
+        {%- endfor -%}
     {%- endfor -%}
     {%- for column, spec in accepted_values.items() -%}
         {%- set values = spec['values'] if spec is mapping else spec -%}
