@@ -199,8 +199,8 @@ def _shop_resource(
     # The staged rows are unique on the primary key (``deduplicated``), so dlt's merge
     # inserts them with a plain INSERT ... SELECT instead of numbering them by key first
     # (ROW_NUMBER() OVER (PARTITION BY <key>)): the key holds the delivery file and line, a
-    # lake file is read once, and a delivery file already read from another lake file of
-    # this run is left out (``_without_deliveries_read``). Without the window, DuckDB writes
+    # lake file is read once, and a delivery file that another lake load read in this run
+    # held is left out (``_without_deliveries_read``). Without the window, DuckDB writes
     # the rows in order, in full row groups (on two threads the window left two partial row
     # groups that a later small append made DuckDB merge and rewrite at its checkpoint: up to
     # half a second of the next day's load at 10M).
