@@ -13,6 +13,7 @@ exactly as the full refresh builds it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -892,11 +893,25 @@ def test_totals_reconcile_fails_on_the_one_measure_that_does_not_add_up(
     assert {r for name, r in results.items() if name not in with_units} == {("pass", 0)}
 
 
+@contextlib.contextmanager
+def _rows_restored(warehouse: Warehouse, relation: str) -> Iterator[None]:
+    """A table's rows, changed inside the block, are put back as they were after it."""
+    kept = f"{relation}_kept"
+    _execute(warehouse, f"create table {kept} as select * from {relation}")
+    try:
+        yield
+    finally:
+        _execute(
+            warehouse,
+            f"delete from {relation}; insert into {relation} select * from {kept}; "
+            f"drop table {kept}",
+        )
+
+
 def test_column_rules_return_a_row_per_broken_rule(warehouse: Warehouse) -> None:
     """A model's single-column rules are one test (one query): it returns a row per broken
     rule with the column, the rule and how many rows break it; a null passes the value rules
     (as it passes dbt's accepted_values), only the not-null rules count it."""
-    _execute(warehouse, "create table marts.fms_kept as select * from marts.fct_monthly_sales")
     keys = warehouse.query(
         "select sale_month, region, store_id, product_id from marts.fct_monthly_sales "
         "order by sale_month, region, store_id, product_id limit 4"
@@ -906,7 +921,7 @@ def test_column_rules_return_a_row_per_broken_rule(warehouse: Warehouse) -> None
         f"and product_id = '{k[3]}'"
         for k in keys
     ]
-    try:
+    with _rows_restored(warehouse, "marts.fct_monthly_sales"):
         _execute(warehouse, f"update marts.fct_monthly_sales set category = null where {where[0]}")
         for clause in where[1:3]:
             _execute(
@@ -919,13 +934,6 @@ def test_column_rules_return_a_row_per_broken_rule(warehouse: Warehouse) -> None
         (result,) = _test_results(warehouse, "column_rules")
         assert (result["status"], result["failures"]) == ("fail", 2), result["message"]
         broken = sorted(warehouse.query(result["compiled_code"]))
-    finally:
-        _execute(
-            warehouse,
-            "delete from marts.fct_monthly_sales; "
-            "insert into marts.fct_monthly_sales select * from marts.fms_kept; "
-            "drop table marts.fms_kept",
-        )
     assert broken == [
         ("category", "not null", 1),
         ("region", "one of North, South, East, West", 2),
@@ -934,8 +942,7 @@ def test_column_rules_return_a_row_per_broken_rule(warehouse: Warehouse) -> None
 
     # unique: the rows beyond the first of each repeated value (a null repeats nothing)
     activity = "marts.customer_activity_monthly"
-    _execute(warehouse, f"create table marts.cam_kept as select * from {activity}")
-    try:
+    with _rows_restored(warehouse, activity):
         _execute(
             warehouse,
             f"insert into {activity} select * from {activity} "
@@ -954,12 +961,6 @@ def test_column_rules_return_a_row_per_broken_rule(warehouse: Warehouse) -> None
         )
         (result,) = _test_results(warehouse, "column_rules_unique")
         broken = warehouse.query(result["compiled_code"])
-    finally:
-        _execute(
-            warehouse,
-            f"delete from {activity}; insert into {activity} select * from marts.cam_kept; "
-            "drop table marts.cam_kept",
-        )
     assert (result["status"], broken) == ("fail", [("sale_month", "unique", 4)])
 
 
