@@ -452,13 +452,15 @@ def test_incremental_run_rebuilt_only_changed_dates_and_equals_full_refresh(
 
 
 def test_incremental_customer_models_took_their_incremental_path(warehouse: Warehouse) -> None:
-    """The customer history and the customer months ran their incremental branch in the
-    second build and the re-run (their full-build branch in the first build and the full
-    refresh); what they hold then is checked against the full refresh above and against
-    the sales list below."""
+    """The customer history, the customer months and the customer dimension ran their
+    incremental branch in the second build and the re-run (their full-build branch in the
+    first build and the full refresh); what they hold then is checked against the full
+    refresh above and against the sales list below (the dimension's unknown members: one
+    made known, one no sale refers to any more, in test_dimensions_are_current_versions...)."""
     markers = {
         "int_customers_historized": "changed_customers",
         "int_customer_months_joined_to_cohorts": "kept_months",
+        "dim_customers": "kept_customers",
     }
     for model, marker in markers.items():
         compiled = {
@@ -520,6 +522,11 @@ def test_dimensions_are_current_versions_with_unknown_members(warehouse: Warehou
     assert customers["CU-000003"]["city"] == "Omsk"  # same updated_at, later file wins
     assert customers["CU-000002"]["city"] == "Yalta"  # the version of the second load
     assert customers["CU-999999"]["is_unknown"]
+    # The load of each current version: what the incremental run compares.
+    assert customers["CU-000002"]["load_id"] == LOAD_2
+    assert customers["CU-000005"]["load_id"] == LOAD_2
+    assert customers["CU-000001"]["load_id"] == LOAD_1
+    assert customers["CU-999999"]["load_id"] is None
     assert customers["CU-000001"]["registered_date"] == dt.date(2024, 3, 2)
     assert not any(
         "email" in k and "hash" not in k and "masked" not in k for k in customers["CU-000001"]
