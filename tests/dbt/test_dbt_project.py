@@ -560,6 +560,22 @@ def test_type_2_history_and_snapshots(warehouse: Warehouse) -> None:
         ][0]
         == n_customers
     )
+    # The second build's snapshot read only the versions of newer loads, and still holds
+    # exactly the current versions as its current rows.
+    compiled = {
+        step: next(
+            r["compiled_code"]
+            for r in warehouse.run_results[step]["results"]
+            if r["unique_id"] == "snapshot.retail_elt.snap_customers"
+        )
+        for step in ("build_1", "build_2")
+    }
+    assert "snapshotted.load_id" in compiled["build_2"]
+    assert "snapshotted.load_id" not in compiled["build_1"]
+    current = "select customer_id, city, load_id from {} order by customer_id"
+    assert warehouse.query(
+        current.format("snapshots.snap_customers where dbt_valid_to is null")
+    ) == warehouse.query(current.format("intermediate.int_customers_filtered_to_current"))
 
 
 def test_store_performance_and_kpis(warehouse: Warehouse) -> None:
