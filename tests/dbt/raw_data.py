@@ -8,7 +8,8 @@ State 1 is the first load. State 2 is a second load that corrects sale S09 (move
 2026-01-08 to 2026-01-11, so 2026-01-08 becomes empty), adds sale S13 on a new date, a late
 sale S18 in a month before every other (December 2025), and removes S14 and S15 (the file
 of 2026-02-04 delivered again without them). It also brings a new version of customer
-CU-000002 and the first document of CU-000005, until then an unknown customer. March 2026 is
+CU-000002, the first document of CU-000005, until then an unknown customer, and a new
+category for product PR-0005. March 2026 is
 not touched by the second load: its month partition keeps the first load.
 
 What the incremental customer models must get right in state 2: CU-000004's cohort moves
@@ -275,6 +276,12 @@ PRODUCTS_1 = [
     (_product("PR-0004", "Juice 1 l", "Drinks", 110.0, "2026-01-01T09:00:00+03:00"), LOAD_1),
     (_product("PR-0004", "Apple juice 1 l", "Drinks", 120.0, "2026-01-04T09:00:00+03:00"), LOAD_1),
     (_product("PR-0005", "Butter", "Dairy", 199.0, "2026-01-01T09:00:00+03:00"), LOAD_1),
+]
+# The second load moves PR-0005 to another category: its rows of March, a month the second
+# load does not replace, must take it too.
+PRODUCTS_2 = [
+    *PRODUCTS_1,
+    (_product("PR-0005", "Butter", "Fats", 199.0, "2026-02-01T09:00:00+03:00"), LOAD_2),
 ]
 
 
@@ -579,7 +586,7 @@ def raw_tables(state: int) -> list[RawTable]:
     ]
     return [
         RawTable("raw_shop", "stores", STORE_COLUMNS, stores),
-        RawTable("raw_shop", "products", PRODUCT_COLUMNS, PRODUCTS_1),
+        RawTable("raw_shop", "products", PRODUCT_COLUMNS, PRODUCTS_1 if state == 1 else PRODUCTS_2),
         RawTable("raw_shop", "customers", CUSTOMER_COLUMNS, customers),
         RawTable(
             "raw_shop",

@@ -31,7 +31,16 @@ import pytest
 
 from elt_settings import dbt_env_for
 from tests.dbt import raw_data
-from tests.dbt.raw_data import CUSTOMERS_2, LOAD_1, LOAD_2, LOADED_AT, PRODUCTS_1, STORES_1, Sale
+from tests.dbt.raw_data import (
+    CUSTOMERS_2,
+    LOAD_1,
+    LOAD_2,
+    LOADED_AT,
+    PRODUCTS_1,
+    PRODUCTS_2,
+    STORES_1,
+    Sale,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 TIMEZONE = "Europe/Moscow"
@@ -256,8 +265,12 @@ def _current(rows: list[tuple[tuple, str]], key: int, updated: int, modified: in
     return best
 
 
-PRODUCT_NAMES = {pid: row[1] for pid, row in _current(PRODUCTS_1, 0, 7, 9).items()}
-PRODUCT_CATEGORIES = {pid: row[2] for pid, row in _current(PRODUCTS_1, 0, 7, 9).items()}
+PRODUCT_NAMES = {pid: row[1] for pid, row in _current(PRODUCTS_2, 0, 7, 9).items()}
+# The current category of each product after each state (PR-0005's changes in state 2).
+PRODUCT_CATEGORIES = {
+    state: {pid: row[2] for pid, row in _current(products, 0, 7, 9).items()}
+    for state, products in ((1, PRODUCTS_1), (2, PRODUCTS_2))
+}
 STORE_REGIONS = {sid: row[3] for sid, row in _current(STORES_1, 0, 14, 16).items()}
 
 
@@ -278,8 +291,9 @@ def _rank(revenues: dict[Any, Decimal]) -> dict[Any, int]:
     }
 
 
-def expected_by_region_product(sales: list[Sale]) -> list[dict[str, Any]]:
-    """sales_by_region_product, from the sales list."""
+def expected_by_region_product(state: int) -> list[dict[str, Any]]:
+    """sales_by_region_product, from the sales list of a state."""
+    sales = raw_data.sales_for(state)
     totals = _totals(sales, lambda s: (s.region, s.product_id))
     rows = []
     for region in {r for r, _ in totals}:
@@ -293,7 +307,7 @@ def expected_by_region_product(sales: list[Sale]) -> list[dict[str, Any]]:
                     "region": region,
                     "product_id": product,
                     "product_name": PRODUCT_NAMES.get(product),
-                    "category": PRODUCT_CATEGORIES.get(product, "Unknown"),
+                    "category": PRODUCT_CATEGORIES[state].get(product, "Unknown"),
                     "n_sales": n,
                     "units": units,
                     "revenue": revenue,
@@ -303,6 +317,32 @@ def expected_by_region_product(sales: list[Sale]) -> list[dict[str, Any]]:
                 }
             )
     return sorted(rows, key=lambda r: (r["region"], r["product_id"]))
+
+
+def expected_monthly(state: int) -> list[dict[str, Any]]:
+    """fct_monthly_sales, from the sales list of a state: the months the second load
+    replaced have its load id, the others keep the first's; every row has the product's
+    current category."""
+    totals = _totals(
+        raw_data.sales_for(state),
+        lambda s: (s.sale_date.replace(day=1), s.region, s.store_id, s.product_id),
+    )
+    return [
+        {
+            "sale_month": month,
+            "region": region,
+            "store_id": store,
+            "product_id": product,
+            "category": PRODUCT_CATEGORIES[state].get(product, "Unknown"),
+            "n_sales": n,
+            "units": units,
+            "revenue": revenue,
+            "source_load_id": (
+                LOAD_2 if state == 2 and month in raw_data.CHANGED_MONTHS_2 else LOAD_1
+            ),
+        }
+        for (month, region, store, product), (n, units, revenue) in sorted(totals.items())
+    ]
 
 
 def expected_daily(sales: list[Sale]) -> list[tuple]:
@@ -392,7 +432,7 @@ def test_sales_by_region_product_equals_an_independent_computation(warehouse: Wa
     """Revenue, n_sales, units, names, ranks (with a tie) and shares by region x product."""
     for step, state in (("build_1", 1), ("build_2", 2)):
         actual = warehouse.mart(step, "sales_by_region_product")
-        expected = expected_by_region_product(raw_data.sales_for(state))
+        expected = expected_by_region_product(state)
         assert [
             {k: r[k] for k in expected[0] if k != "revenue_share_in_region"} for r in actual
         ] == [{k: r[k] for k in r if k != "revenue_share_in_region"} for r in expected]
@@ -427,6 +467,30 @@ def test_fct_daily_sales_equals_the_sales_and_reconciles(warehouse: Warehouse) -
     assert dt.date(2026, 1, 8) not in dates  # the correction emptied this date
 
 
+def test_fct_monthly_sales_equals_the_sales_with_current_categories(
+    warehouse: Warehouse,
+) -> None:
+    """The monthly fact after each build equals an independent computation. After the
+    incremental build, March (a month the second load did not replace, so its rows were
+    kept) has PR-0005's new category, set by the post-hook, and the first load's id."""
+    for step, state in (("build_1", 1), ("build_2", 2)):
+        assert warehouse.mart(step, "fct_monthly_sales") == expected_monthly(state), step
+    march = [
+        r
+        for r in warehouse.mart("build_2", "fct_monthly_sales")
+        if r["sale_month"] == dt.date(2026, 3, 1)
+    ]
+    assert {(r["product_id"], r["category"], r["source_load_id"]) for r in march} == {
+        ("PR-0005", "Fats", LOAD_1)
+    }
+    compiled = next(
+        r["compiled_code"]
+        for r in warehouse.run_results["build_2"]["results"]
+        if r["unique_id"] == "model.retail_elt.fct_monthly_sales"
+    )
+    assert "loaded_partitions" in compiled  # the incremental branch ran
+
+
 def test_incremental_run_rebuilt_only_changed_dates_and_equals_full_refresh(
     warehouse: Warehouse,
 ) -> None:
@@ -444,9 +508,9 @@ def test_incremental_run_rebuilt_only_changed_dates_and_equals_full_refresh(
         )
         for step in ("build_1", "build_2", "full_refresh")
     }
-    assert "loaded_dates" in compiled["build_2"]  # the incremental branch ran
-    assert "loaded_dates" not in compiled["build_1"]
-    assert "loaded_dates" not in compiled["full_refresh"]
+    assert "loaded_partitions" in compiled["build_2"]  # the incremental branch ran
+    assert "loaded_partitions" not in compiled["build_1"]
+    assert "loaded_partitions" not in compiled["full_refresh"]
     assert warehouse.marts["rerun"] == warehouse.marts["build_2"]
     assert warehouse.marts["full_refresh"] == warehouse.marts["build_2"]
 

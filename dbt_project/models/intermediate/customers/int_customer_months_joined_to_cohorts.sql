@@ -40,36 +40,11 @@ kept_months as (
     select * from {{ this }}
 ),
 
-loaded_months as (
-    select
-        sale_month,
-        max(source_load_id) as source_load_id
-    from kept_months
-    group by sale_month
-),
-
-months_to_load as (
-    select
-        sale_months.sale_month,
-        sale_months.source_load_id
-    from sale_months
-    left join loaded_months
-        on sale_months.sale_month = loaded_months.sale_month
-    where
-        loaded_months.sale_month is null
-        or loaded_months.source_load_id <> sale_months.source_load_id
-),
-
-{% else %}
-
-months_to_load as (
-    select
-        sale_month,
-        source_load_id
-    from sale_months
-),
-
 {% endif %}
+
+months_to_load as (
+    {{- partitions_to_load('sale_months', 'sale_month') }}
+),
 
 -- The rows of the months to load, filtered by an explicit semi-join before any
 -- aggregation: with the join alone, DuckDB may aggregate every month first and

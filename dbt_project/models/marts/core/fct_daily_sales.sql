@@ -22,38 +22,9 @@ sale_dates as (
     select * from {{ ref('int_sale_dates_versioned') }}
 ),
 
-{% if is_incremental() %}
-
-loaded_dates as (
-    select
-        sale_date,
-        max(source_load_id) as source_load_id
-    from {{ this }}
-    group by sale_date
-),
-
 dates_to_load as (
-    select
-        sale_dates.sale_date,
-        sale_dates.source_load_id
-    from sale_dates
-    left join loaded_dates
-        on sale_dates.sale_date = loaded_dates.sale_date
-    where
-        loaded_dates.sale_date is null
-        or loaded_dates.source_load_id <> sale_dates.source_load_id
+    {{- partitions_to_load('sale_dates', 'sale_date') }}
 ),
-
-{% else %}
-
-dates_to_load as (
-    select
-        sale_date,
-        source_load_id
-    from sale_dates
-),
-
-{% endif %}
 
 -- The rows of the dates to load, filtered by an explicit semi-join before any
 -- aggregation (see int_customer_months_joined_to_cohorts: with the join alone,
