@@ -63,6 +63,18 @@ def test_large_sizes_get_their_own_repeats() -> None:
         BenchConfig(large_repeats=0)
 
 
+def test_a_share_at_the_limit_prints_with_the_decimals_that_tell_it_apart() -> None:
+    """9.96% against a 10% limit must not print as "10.0%" (it is under the limit)."""
+    from bench.targets import share_text
+
+    assert share_text(0.0996, 0.10, 1) == "9.96%"
+    assert share_text(0.0951, 0.10, 1) == "9.5%"
+    assert share_text(0.09996, 0.10, 1) == "9.996%"
+    assert share_text(0.10, 0.10, 1) == "10.0000%"
+    assert share_text(0.703, 0.70, 0) == "70.3%"
+    assert share_text(0.79, 0.70, 0) == "79%"
+
+
 def test_dbt_log_times_reads_the_last_invocation_only(tmp_path: Path) -> None:
     log = tmp_path / "dbt.log"
     invocation = [
