@@ -8,6 +8,6 @@
         from {{ ref('dim_products') }} as products
         where
             kept.product_id = products.product_id
-            and kept.category <> products.category
+            and kept.category is distinct from products.category
     {%- endif -%}
 {%- endmacro %}

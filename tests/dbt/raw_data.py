@@ -8,8 +8,9 @@ State 1 is the first load. State 2 is a second load that corrects sale S09 (move
 2026-01-08 to 2026-01-11, so 2026-01-08 becomes empty), adds sale S13 on a new date, a late
 sale S18 in a month before every other (December 2025), and removes S14 and S15 (the file
 of 2026-02-04 delivered again without them). It also brings a new version of customer
-CU-000002, the first document of CU-000005, until then an unknown customer, and a new
-category for product PR-0005. March 2026 is
+CU-000002, the first document of CU-000005, until then an unknown customer, a version of
+CU-000004 older than its current one, CU-000003's current updated_at again in an older file
+(neither changes a current version), and a new category for product PR-0005. March 2026 is
 not touched by the second load: its month partition keeps the first load.
 
 What the incremental customer models must get right in state 2: CU-000004's cohort moves
@@ -378,6 +379,27 @@ CUSTOMERS_2 = [
     (
         _customer(
             "CU-000005", "Tula", "ST-004", "2026-02-01T09:00:00+03:00", "2026-02-01", "6" * 64
+        ),
+        LOAD_2,
+    ),
+    # Delivered late, older than the current version: history only, the current one stays.
+    (
+        _customer(
+            "CU-000004", "Tambov", "ST-998", "2025-12-01T08:00:00+03:00", "2026-02-01", "5" * 64
+        ),
+        LOAD_2,
+    ),
+    # The current version's updated_at again, in a file older than the one that won: it
+    # loses (the later file wins), the current one stays.
+    (
+        _customer(
+            "CU-000003",
+            "Irkutsk",
+            "ST-004",
+            "2026-01-02T08:00:00+03:00",
+            "2025-12-31",
+            "4" * 64,
+            None,
         ),
         LOAD_2,
     ),

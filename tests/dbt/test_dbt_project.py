@@ -591,6 +591,11 @@ def test_dimensions_are_current_versions_with_unknown_members(warehouse: Warehou
     assert customers["CU-000005"]["load_id"] == LOAD_2
     assert customers["CU-000001"]["load_id"] == LOAD_1
     assert customers["CU-999999"]["load_id"] is None
+    # The second load's late version of CU-000004 and CU-000003's losing re-delivery leave
+    # their current versions (and rows) as they were.
+    for cid, city in (("CU-000004", "Tver"), ("CU-000003", "Omsk")):
+        assert customers[cid] == first_customers[cid]
+        assert (customers[cid]["city"], customers[cid]["load_id"]) == (city, LOAD_1)
     assert customers["CU-000001"]["registered_date"] == dt.date(2024, 3, 2)
     assert not any(
         "email" in k and "hash" not in k and "masked" not in k for k in customers["CU-000001"]
@@ -611,6 +616,11 @@ def test_type_2_history_and_snapshots(warehouse: Warehouse) -> None:
     assert [h[3] for h in history] == [False, False, True]
     assert history[0][2] == history[1][1] and history[1][2] == history[2][1]
     assert history[2][2] is None
+    late = warehouse.query(
+        "select city, is_current from intermediate.int_customers_historized"
+        " where customer_id = 'CU-000004' order by valid_from"
+    )
+    assert late == [("Tambov", False), ("Tver", True)]
     snapshot = warehouse.query(
         "select city, dbt_valid_to is null from snapshots.snap_customers"
         " where customer_id = 'CU-000002' order by dbt_valid_from"

@@ -15,14 +15,17 @@
 -- Incremental by sale month, like fct_daily_sales: a month's version is the
 -- latest load of its dates (empty ones included); the pre-hook deletes the
 -- months whose version changed, and a run aggregates the months not in the
--- table. The category is the product's current one: the post-hook sets it on
--- the kept rows of a product whose category changed (one category per product,
--- so the groups stay the same). An incremental run equals a full refresh.
+-- table, from the raw daily rows the versions come from (not from
+-- fct_daily_sales: a run of this model alone could find it older than the
+-- versions). The category is the product's current one: the post-hook sets
+-- it on the kept rows of a product whose category changed (one category per
+-- product, so the groups stay the same). An incremental run equals a full
+-- refresh.
 -- on_schema_change 'fail': a changed model needs --full-refresh.
 with
 
 daily_sales as (
-    select * from {{ ref('fct_daily_sales') }}
+    select * from {{ ref('stg_sales__daily_sales') }}
 ),
 
 sale_dates as (
