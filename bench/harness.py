@@ -283,9 +283,8 @@ class Harness:
     def _measure(self, stage: str, args: dict[str, Any], profile: bool = False) -> Measurement:
         spec = {"stage": stage, "args": args, "profile": profile}
         # What the harness just wrote (a restored warehouse and lake, a copied drop: over a
-        # GB at 10M) is flushed to disk before the run starts, not during it: otherwise the
-        # kernel's writeback of those copies lands in the measured stages (a stall of about
-        # 1 s in the new day's extract, seen in one run in four).
+        # GB at 10M) is flushed to disk before the run starts, so that the kernel's writeback
+        # of those copies is not part of the measured stages.
         os.sync()
         return run_stage(
             spec, scratch=self.scratch, env=self.env, timeout=self.config.stage_timeout
