@@ -10,31 +10,20 @@
     version_column='source_load_id',
     versions_date=none
 ) -%}
-    {%- if versions_date is none -%}
-        {%- set versions = versions_relation -%}
-    {%- else -%}
-        {%- set versions -%}
-            (
-                select
-                    {{ versions_date }} as {{ date_column }},
-                    max({{ version_column }}) as {{ version_column }}
-                from {{ versions_relation }}
-                group by {{ versions_date }}
-            )
-        {%- endset -%}
-    {%- endif -%}
     {%- if is_incremental() -%}
+        {%- if versions_date is none -%}
+            {%- set versions = versions_relation -%}
+        {%- else -%}
+            {%- set versions = partition_versions(
+                versions_relation, date_column, version_column, versions_date
+            ) -%}
+        {%- endif -%}
         delete from {{ this }}
         where {{ date_column }} in (
             select versions.{{ date_column }}
             from {{ versions }} as versions
-            inner join (
-                select
-                    {{ date_column }},
-                    max({{ version_column }}) as {{ version_column }}
-                from {{ this }}
-                group by {{ date_column }}
-            ) as loaded
+            inner join {{ partition_versions(this, date_column, version_column) }}
+                as loaded
                 on versions.{{ date_column }} = loaded.{{ date_column }}
             where versions.{{ version_column }} <> loaded.{{ version_column }}
         )

@@ -12,13 +12,8 @@
         versions.{{ partition_column }},
         versions.{{ version_column }}
     from {{ versions }} as versions
-    left join (
-        select
-            {{ partition_column }},
-            max({{ version_column }}) as {{ version_column }}
-        from {{ this }}
-        group by {{ partition_column }}
-    ) as loaded_partitions
+    left join {{ partition_versions(this, partition_column, version_column) }}
+        as loaded_partitions
         on versions.{{ partition_column }} = loaded_partitions.{{ partition_column }}
     where
         loaded_partitions.{{ partition_column }} is null

@@ -37,11 +37,9 @@ products as (
 ),
 
 sale_months as (
-    select
-        {{ month_start('sale_date') }} as sale_month,
-        max(source_load_id) as source_load_id
-    from sale_dates
-    group by {{ month_start('sale_date') }}
+    select * from {{ partition_versions(
+        'sale_dates', 'sale_month', partition_expression=month_start('sale_date')
+    ) }} as versions
 ),
 
 months_to_load as (
