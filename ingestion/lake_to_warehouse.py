@@ -11,33 +11,35 @@ runs in a thread beside the sales one (they write to different schemas):
   its rows. Every replaced partition is logged in ``<table>_partitions`` (append).
   ``file_quality`` is replaced whole on every run.
 
-DuckDB gets Parquet: the partitions go through dlt's normalize and its ``delete-insert`` merge on
-the partition column (an emptied partition is one tombstone row flagged by a ``hard_delete``
-column).
+Both targets append the sales partitions straight into the final tables. The rows of the
+replaced partitions are deleted by this module (one transaction, ``DELETE ... WHERE
+<partition> IN (...)``) after dlt's normalize and right before its load step, instead of dlt's
+``delete-insert`` merge (load into ``<dataset>_staging``, then DELETE + INSERT ... SELECT:
+every row written twice, and on DuckDB the staged copy written and emptied again). An emptied
+partition just loses its rows.
 
-Postgres gets CSV and COPY, without dlt's normalize and without a staging dataset:
+DuckDB gets Parquet, through dlt's normalize. Postgres gets CSV and COPY, without dlt's
+normalize and without a staging dataset:
 
 - The CSV files are written here with ``pyarrow.csv`` (C++; time-zone aware timestamps cast to
   UTC text first, ten times faster than the writer's own formatting) and handed to dlt with
   ``dlt.mark.with_file_import`` plus column hints taken from the Arrow schema, so dlt creates
   the same tables as before and its loader runs ``COPY ... FROM STDIN`` on each file (several
-  files per table, loaded in parallel). The shop tables keep dlt's ``delete-insert`` merge
-  (small, keyed); only their normalize step is skipped. Two threads read the partition files
-  and one writes the CSV files while the next partitions are read.
-- The sales partitions are appended straight into the final tables. The rows of the replaced
-  partitions are deleted by this module (one transaction, ``DELETE ... WHERE <partition> =
-  ANY(...)``) after dlt's normalize and right before its load step, instead of dlt's merge
-  (COPY into ``<dataset>_staging``, then DELETE + INSERT ... SELECT: every row written twice).
+  files per table, loaded in parallel). Two threads read the partition files and one writes
+  the CSV files while the next partitions are read.
 
-  Trade-off: the delete and the COPY are separate transactions (dlt runs each load job in its
-  own), so between them, or after a failed COPY, the replaced partitions are missing from the
-  raw tables. That is safe here because (1) the raw schemas are read by dbt only after the
-  load, in the same flow, which stops when the load fails; (2) dlt commits the pipeline state
-  (the partitions' file signatures) only with a completed load (``_dlt_loads`` status 0), so
-  the next run reads the same partitions as changed, deletes them again and appends them
-  again: idempotent; (3) any failure drops the local working state and pending packages, and
-  a package left by a crashed run is dropped, never replayed (replaying it after a newer
-  delete would duplicate rows), so the state always comes back from the warehouse.
+The shop tables keep dlt's ``delete-insert`` merge on their primary keys (small, keyed), on
+both targets; on Postgres only their normalize step is skipped.
+
+Trade-off: the delete and the appends are separate transactions (dlt runs each load job in its
+own), so between them, or after a failed append, the replaced partitions are missing from the
+raw tables. That is safe here because (1) the raw schemas are read by dbt only after the
+load, in the same flow, which stops when the load fails; (2) dlt commits the pipeline state
+(the partitions' file signatures) only with a completed load (``_dlt_loads`` status 0), so the
+next run reads the same partitions as changed, deletes them again and appends them again:
+idempotent; (3) any failure drops the local working state and pending packages, and a package
+left by a crashed run is dropped, never replayed (replaying it after a newer delete would
+duplicate rows), so the state always comes back from the warehouse.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ PARTITIONED_TABLES: dict[str, str] = {
     "daily_sales": "sale_date",
     "customer_monthly": "sale_month",
 }
-#: The hard-delete flag carried only by tombstone rows of emptied partitions.
+#: A column of the sales tables that is always null: it flagged the tombstone rows of emptied
+#: partitions when DuckDB loaded through dlt's merge (before 2026-11-30); kept for the layout.
 DELETED_FLAG = "_partition_deleted"
 #: Loader file format per target: bulk paths only.
 LOADER_FILE_FORMATS: dict[str, str] = {"duckdb": "parquet", "postgres": "csv"}
@@ -109,7 +112,7 @@ class LoadResult:
     files_read: dict[str, int] = field(default_factory=dict)
     """Lake files read per table."""
     rows_written: dict[str, int] = field(default_factory=dict)
-    """Rows written to the warehouse per table (tombstones excluded)."""
+    """Rows written to the warehouse per table."""
     partitions_replaced: dict[str, list[str]] = field(default_factory=dict)
     """Partition values replaced per partitioned table (emptied ones included)."""
     partitions_emptied: dict[str, list[str]] = field(default_factory=dict)
@@ -371,21 +374,25 @@ def _log_hints(table: str, column: str, file_format: Any = None) -> Any:
 def _partition_resource(
     table: str, column: str, fs: AbstractFileSystem, zone_root: str, stats: _Stats
 ) -> DltResource:
-    """DuckDB: changed partitions as Arrow, replaced by dlt's ``delete-insert`` on the column."""
+    """DuckDB: changed partitions as Arrow, appended (Parquet) into the final table.
+
+    The rows of the replaced partitions are deleted by :func:`_delete_replaced_partitions`
+    between dlt's normalize and load steps, as on Postgres (see the module docstring).
+    """
     data_hints = dlt.mark.make_hints(
         table_name=table,
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        merge_key=column,
+        write_disposition="append",
         columns={
             column: {"data_type": "date", "nullable": False},
-            DELETED_FLAG: {"data_type": "bool", "nullable": True, "hard_delete": True},
+            # always null (see DELETED_FLAG): kept for the tables' layout
+            DELETED_FLAG: {"data_type": "bool", "nullable": True},
         },
     )
     log_hints = _log_hints(table, column)
 
     @dlt.resource(name=table, write_disposition="append")
-    def replace_changed_partitions() -> Iterator[Any]:
-        """Changed partitions, whole (a tombstone row when one is empty now), and their log.
+    def append_changed_partitions() -> Iterator[Any]:
+        """Changed partitions, whole, and their log.
 
         Yields:
             Batches of changed partitions' rows and the ``<table>_partitions`` log rows.
@@ -405,17 +412,12 @@ def _partition_resource(
             return dlt.mark.with_hints(batch, data_hints, create_table_variant=True)
 
         for partition_date, data in _changed_partitions(table, column, fs, zone_root, stats):
-            rows = data.num_rows
-            if not rows:
-                data = pa.Table.from_arrays(
-                    [pa.array([partition_date], pa.date32()), pa.array([True], pa.bool_())],
-                    schema=pa.schema(
-                        [pa.field(column, pa.date32(), nullable=False), (DELETED_FLAG, pa.bool_())]
-                    ),
-                )
-            log_rows.append({column: partition_date, "row_count": rows, "loaded_at": loaded_at})
-            pending.append(_with_load_id(data, load_id))
-            pending_rows += max(rows, 1)
+            log_rows.append(
+                {column: partition_date, "row_count": data.num_rows, "loaded_at": loaded_at}
+            )
+            if data.num_rows:
+                pending.append(_with_load_id(data, load_id))
+                pending_rows += data.num_rows
             if pending_rows >= BATCH_ROWS:
                 yield flush()
         if pending:
@@ -423,7 +425,7 @@ def _partition_resource(
         if log_rows:
             yield dlt.mark.with_hints(log_rows, log_hints, create_table_variant=True)
 
-    return replace_changed_partitions
+    return append_changed_partitions
 
 
 def _csv_ready(table: pa.Table) -> pa.Table:
@@ -490,7 +492,7 @@ def _partition_copy_resource(
     log_hints = _log_hints(table, column, file_format="csv")
     fixed_columns: dict[str, Any] = {
         column: {"data_type": "date", "nullable": False},
-        # no tombstones on Postgres: the flag stays null, kept for the same layout as DuckDB
+        # always null (see DELETED_FLAG): kept for the tables' layout
         DELETED_FLAG: {"data_type": "bool", "nullable": True},
     }
 
@@ -594,8 +596,8 @@ def sales_source(
         fs: the lake's file system.
         lake_root: the lake root in ``fs``'s form.
         stats: collects counts for the run's result.
-        csv_dir: where to write CSV files for COPY (Postgres); None loads the partitions as
-            Arrow with dlt's ``delete-insert`` merge (DuckDB).
+        csv_dir: where to write CSV files for COPY (Postgres); None hands the partitions to
+            dlt as Arrow (DuckDB: Parquet files).
 
     Returns:
         ``daily_sales``, ``customer_monthly`` (each also writing ``<table>_partitions``) and
@@ -621,17 +623,29 @@ def _delete_replaced_partitions(pipeline: dlt.Pipeline, stats: _Stats) -> None:
         return
     with pipeline.sql_client() as client, client.begin_transaction():
         for table, values in stats.replaced.items():
-            qualified = client.make_qualified_table_name(table)
-            exists = client.execute_sql("select to_regclass(%s)", qualified)
-            if not exists or exists[0][0] is None:
+            if not values:
                 continue
+            exists = client.execute_sql(
+                "select count(*) from information_schema.tables "
+                "where table_schema = %s and table_name = %s",
+                client.dataset_name,
+                table,
+            )
+            if not exists or not exists[0][0]:
+                continue  # the first load creates it
+            qualified = client.make_qualified_table_name(table)
             column = client.escape_column_name(PARTITIONED_TABLES[table])
             dates = [dt.date.fromisoformat(v[:10]) for v in values]
-            client.execute_sql(f"delete from {qualified} where {column} = any(%s::date[])", dates)
+            placeholders = ", ".join(["%s"] * len(dates))
+            client.execute_sql(
+                f"delete from {qualified} where {column} in ({placeholders})", *dates
+            )
 
 
-def _run_copy_pipeline(pipeline: dlt.Pipeline, source: Any, stats: _Stats) -> Any:
-    """Postgres sales: sync state, extract (CSV files), normalize, delete replaced, load.
+def _run_replacing_pipeline(
+    pipeline: dlt.Pipeline, source: Any, stats: _Stats, file_format: str
+) -> Any:
+    """The sales: sync state, extract, normalize, delete the replaced partitions, load.
 
     A failure anywhere drops the local working state, so the next run restores the state of
     the last successful load from the warehouse and redoes every partition of this one.
@@ -642,7 +656,7 @@ def _run_copy_pipeline(pipeline: dlt.Pipeline, source: Any, stats: _Stats) -> An
             logger.warning("dropping pending packages of %s", pipeline.pipeline_name)
             pipeline.drop()
             pipeline.sync_destination()
-        pipeline.extract(source, loader_file_format="csv")
+        pipeline.extract(source, loader_file_format=file_format)
         pipeline.normalize()
         _delete_replaced_partitions(pipeline, stats)
         return pipeline.load()
@@ -655,32 +669,37 @@ def _run_copy_pipeline(pipeline: dlt.Pipeline, source: Any, stats: _Stats) -> An
 
 
 _TRUNCATE_STAGING = "LOAD__TRUNCATE_STAGING_DATASET"
+#: The same setting for the shop pipeline only (dlt reads a pipeline's own section first).
+_TRUNCATE_SHOP_STAGING = f"{SHOP_PIPELINE_NAME.upper()}__{_TRUNCATE_STAGING}"
 
 
 @contextlib.contextmanager
 def _staging_truncated_after_load(target: Target) -> Iterator[None]:
-    """DuckDB: have dlt empty the staging datasets at the end of the load.
+    """DuckDB: have dlt empty the shop pipeline's staging dataset at the end of the load.
 
-    A merge (``delete-insert``) loads into ``<dataset>_staging`` first, and dlt keeps those rows
-    until the next load truncates them: after a first load, a copy of every raw sales and
-    customer row (a quarter of a 10M warehouse file), which the next load then deletes and
-    DuckDB's checkpoint rewrites; emptied at the end of each load, a new day's load at 10M
-    takes about 1.1 s instead of 1.5 s. dlt's setting (``load.truncate_staging_dataset``) is
-    given in its environment form for this load only. Postgres: unchanged (the sales tables
-    have no staging dataset, which this setting would create). A value the user configured is
-    kept.
+    A merge (``delete-insert``: the shop tables) loads into ``<dataset>_staging`` first, and dlt
+    keeps those rows until the next load truncates them: after a first load, a copy of every
+    raw customer row, which the next load then deletes and DuckDB's checkpoint rewrites.
+    (Before 2026-11-30 the sales partitions were merged too: emptying the staged copies at the
+    end of each load took a new day's load at 10M from 1.5 s to 1.1 s.) dlt's setting
+    (``load.truncate_staging_dataset``) is given in its environment form, in the shop
+    pipeline's section (the sales pipeline has no staging dataset, which the setting would
+    create), for this load only. Postgres: unchanged. A value the user configured is kept.
     """
-    configured = _TRUNCATE_STAGING in os.environ or (
-        dlt.config.get("load.truncate_staging_dataset") is not None
+    configured = (
+        _TRUNCATE_STAGING in os.environ
+        or _TRUNCATE_SHOP_STAGING in os.environ
+        or dlt.config.get("load.truncate_staging_dataset") is not None
+        or dlt.config.get(f"{SHOP_PIPELINE_NAME}.load.truncate_staging_dataset") is not None
     )
     if target != "duckdb" or configured:
         yield
         return
-    os.environ[_TRUNCATE_STAGING] = "true"
+    os.environ[_TRUNCATE_SHOP_STAGING] = "true"
     try:
         yield
     finally:
-        os.environ.pop(_TRUNCATE_STAGING, None)
+        os.environ.pop(_TRUNCATE_SHOP_STAGING, None)
 
 
 def _destination(target: Target, postgres_dsn: str | None, duckdb_conn: Any = None) -> Any:
@@ -789,8 +808,8 @@ def load_to_warehouse(
                 dataset_name=dataset,
             )
             logger.info("loading %s into %s.%s", lake, target, dataset)
-            if csv_dir is not None and name == SALES_PIPELINE_NAME:
-                info = _run_copy_pipeline(pipeline, source, stats)
+            if name == SALES_PIPELINE_NAME:
+                info = _run_replacing_pipeline(pipeline, source, stats, file_format)
             else:
                 info = pipeline.run(source, loader_file_format=file_format)
             info.raise_on_failed_jobs()
@@ -820,7 +839,7 @@ def load_to_warehouse(
                     if fmt not in result.loader_file_formats and fmt != "sql":
                         result.loader_file_formats.append(fmt)
             if dataset == sales_dataset:
-                # Postgres deletes replaced partitions itself: an emptied one has no load job.
+                # The replaced partitions are deleted here: an emptied one has no load job.
                 changed.update(table for table, values in stats.replaced.items() if values)
             if changed:
                 result.tables_changed[dataset] = sorted(changed)

@@ -9,12 +9,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import dlt
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from ingestion import extract_to_lake, load_to_warehouse
+from ingestion.lake_to_warehouse import SALES_PIPELINE_NAME
 
 from .drops import (
     PII_VALUES,
@@ -441,14 +443,8 @@ def test_postgres_copies_csv_straight_into_the_final_tables(
     )
 
 
-@pytest.mark.postgres
-def test_a_postgres_load_failing_after_the_delete_is_redone_by_the_next_run(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    warehouse = Warehouse("postgres", tmp_path, request)
-    assert warehouse.dsn is not None
-    _, lake = prepare_lake(tmp_path)
-    load(lake, warehouse, tmp_path, "load1")
+def _replace_partitions_after_load1(lake: str) -> None:
+    """A second delivery: 2026-01-11 rewritten, 2026-01-10 emptied, January's months rewritten."""
     new_day = [
         {
             "store_id": "ST-003",
@@ -468,6 +464,46 @@ def test_a_postgres_load_failing_after_the_delete_is_redone_by_the_next_run(
         "2026-01-01",
         [{"customer_id": "CU-000002", "n_sales": 1, "units": 1, "revenue": "9.90"}],
     )
+
+
+def _assert_the_next_run_redoes_the_failed_one(
+    warehouse: Warehouse, lake: str, tmp_path: Path
+) -> None:
+    """After a load that failed once its delete was committed: the failed run's state was not
+    committed, so the next run (same working folder) redoes every partition of it, and a run
+    after that changes nothing."""
+    again = load(lake, warehouse, tmp_path, "load2")
+
+    assert again.partitions_replaced == {
+        "daily_sales": ["2026-01-10", "2026-01-11"],
+        "customer_monthly": ["2026-01-01"],
+    }
+    assert warehouse.rows(
+        "select sale_date, store_id, units, revenue from raw_sales.daily_sales"
+    ) == [(dt.date(2026, 1, 11), "ST-003", 6, Decimal("539.40"))]
+    assert warehouse.rows("select customer_id, revenue from raw_sales.customer_monthly") == [
+        ("CU-000002", Decimal("9.90"))
+    ]
+    assert warehouse.rows(
+        "select sale_date, row_count from raw_sales.daily_sales_partitions "
+        f"where _dlt_load_id = '{again.load_ids[-1]}' order by 1"
+    ) == [(dt.date(2026, 1, 10), 0), (dt.date(2026, 1, 11), 1)]
+
+    tables = ("raw_sales.daily_sales", "raw_sales.customer_monthly")
+    counts = {t: warehouse.count(t) for t in tables}
+    assert load(lake, warehouse, tmp_path, "load3").partitions_replaced == {}
+    assert {t: warehouse.count(t) for t in tables} == counts
+
+
+@pytest.mark.postgres
+def test_a_postgres_load_failing_after_the_delete_is_redone_by_the_next_run(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    warehouse = Warehouse("postgres", tmp_path, request)
+    assert warehouse.dsn is not None
+    _, lake = prepare_lake(tmp_path)
+    load(lake, warehouse, tmp_path, "load1")
+    _replace_partitions_after_load1(lake)
     # Postgres itself refuses: first the delete of the replaced partitions (before dlt loads
     # anything), then the new daily rows (COPY fires the row trigger, after the delete)
     _execute(
@@ -493,30 +529,39 @@ def test_a_postgres_load_failing_after_the_delete_is_redone_by_the_next_run(
     # the failed run deleted the replaced partitions (committed before the COPY failed) ...
     assert warehouse.count("raw_sales.daily_sales") == 0
     _execute(warehouse.dsn, "drop trigger refuse on raw_sales.daily_sales")
+    _assert_the_next_run_redoes_the_failed_one(warehouse, lake, tmp_path)
 
-    # ... and its state was not committed: the next run (same working folder) redoes them all
-    again = load(lake, warehouse, tmp_path, "load2")
 
-    assert again.partitions_replaced == {
-        "daily_sales": ["2026-01-10", "2026-01-11"],
-        "customer_monthly": ["2026-01-01"],
-    }
+def test_a_duckdb_load_failing_after_the_delete_is_redone_by_the_next_run(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB appends the sales partitions too (no staging dataset for them): the same
+    delete-then-append, the same recovery. DuckDB has no triggers: the sales pipeline's load
+    step fails right after the delete (a patched ``Pipeline.load``)."""
+    warehouse = Warehouse("duckdb", tmp_path, request)
+    _, lake = prepare_lake(tmp_path)
+    load(lake, warehouse, tmp_path, "load1")
     assert warehouse.rows(
-        "select sale_date, store_id, units, revenue from raw_sales.daily_sales"
-    ) == [(dt.date(2026, 1, 11), "ST-003", 6, Decimal("539.40"))]
-    assert warehouse.rows("select customer_id, revenue from raw_sales.customer_monthly") == [
-        ("CU-000002", Decimal("9.90"))
-    ]
-    assert warehouse.rows(
-        "select sale_date, row_count from raw_sales.daily_sales_partitions "
-        f"where _dlt_load_id = '{again.load_ids[-1]}' order by 1"
-    ) == [(dt.date(2026, 1, 10), 0), (dt.date(2026, 1, 11), 1)]
+        "select schema_name from information_schema.schemata "
+        "where schema_name like 'raw_sales%' order by 1"
+    ) == [("raw_sales",)]
+    _replace_partitions_after_load1(lake)
+    real_load = dlt.Pipeline.load
 
-    # and a run after that changes nothing
-    tables = ("raw_sales.daily_sales", "raw_sales.customer_monthly")
-    counts = {t: warehouse.count(t) for t in tables}
-    assert load(lake, warehouse, tmp_path, "load3").partitions_replaced == {}
-    assert {t: warehouse.count(t) for t in tables} == counts
+    def failing_load(self: dlt.Pipeline, *args: Any, **kwargs: Any) -> Any:
+        if self.pipeline_name == SALES_PIPELINE_NAME:
+            raise RuntimeError("injected failure in the sales load step")
+        return real_load(self, *args, **kwargs)
+
+    monkeypatch.setattr(dlt.Pipeline, "load", failing_load)
+    with pytest.raises(Exception, match="injected failure in the sales load step"):
+        load(lake, warehouse, tmp_path, "load2")
+    monkeypatch.undo()
+
+    # the failed run deleted the replaced partitions (committed before its load step) ...
+    assert warehouse.count("raw_sales.daily_sales") == 0
+    assert warehouse.count("raw_sales.customer_monthly") == 0
+    _assert_the_next_run_redoes_the_failed_one(warehouse, lake, tmp_path)
 
 
 def test_duckdb_is_opened_once_for_both_pipelines(
