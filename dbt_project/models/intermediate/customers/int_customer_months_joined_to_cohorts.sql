@@ -34,14 +34,6 @@ sale_months as (
     select * from {{ ref('int_sale_months_versioned') }}
 ),
 
-{% if is_incremental() %}
-
-kept_months as (
-    select * from {{ this }}
-),
-
-{% endif %}
-
 months_to_load as (
     {{- partitions_to_load('sale_months', 'sale_month') }}
 ),
@@ -92,12 +84,14 @@ customers_to_load as (
 
 {% if is_incremental() %}
 
+-- The kept rows are read twice, each time for what it needs (a CTE of the
+-- table read twice would be a copy of all its columns first).
 kept_customers as (
     select
         customer_id,
         min(sale_month) as first_kept_month,
         min(cohort_month) as kept_cohort_month
-    from kept_months
+    from {{ this }}
     group by customer_id
 ),
 
@@ -159,7 +153,7 @@ months_joined_to_cohorts as (
         kept_months.units,
         kept_months.revenue,
         cohorts_moved.cohort_month
-    from kept_months
+    from {{ this }} as kept_months
     inner join cohorts_moved
         on kept_months.customer_id = cohorts_moved.customer_id
     {% endif %}

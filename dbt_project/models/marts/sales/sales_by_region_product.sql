@@ -1,7 +1,7 @@
 with
 
-daily_sales as (
-    select * from {{ ref('fct_daily_sales') }}
+monthly_sales as (
+    select * from {{ ref('fct_monthly_sales') }}
 ),
 
 products as (
@@ -15,7 +15,7 @@ sales_aggregated as (
         sum(n_sales) as n_sales,
         sum(units) as units,
         sum(revenue) as revenue
-    from daily_sales
+    from monthly_sales
     group by region, product_id
 ),
 

@@ -4,8 +4,8 @@ stores as (
     select * from {{ ref('dim_stores') }}
 ),
 
-daily_sales as (
-    select * from {{ ref('fct_daily_sales') }}
+monthly_sales as (
+    select * from {{ ref('fct_monthly_sales') }}
 ),
 
 sales_by_store as (
@@ -14,7 +14,7 @@ sales_by_store as (
         sum(n_sales) as n_sales,
         sum(units) as units,
         sum(revenue) as revenue
-    from daily_sales
+    from monthly_sales
     group by store_id
 ),
 
