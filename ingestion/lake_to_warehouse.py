@@ -384,8 +384,9 @@ def _partition_resource(
         write_disposition="append",
         columns={
             column: {"data_type": "date", "nullable": False},
-            # always null (see DELETED_FLAG): kept for the tables' layout
-            DELETED_FLAG: {"data_type": "bool", "nullable": True},
+            # always null (see DELETED_FLAG): kept for the tables' layout; a schema stored
+            # before 2026-11-30 loses the flag's merge hint (dlt warns about it on append)
+            DELETED_FLAG: {"data_type": "bool", "nullable": True, "hard_delete": False},
         },
     )
     log_hints = _log_hints(table, column)
