@@ -502,3 +502,62 @@ def test_a_run_that_failed_after_writing_partitions_is_aggregated_again(
     lake.deliver("sales/sales_2026-01-13.csv", _day(12, 400, 6))
     assert run(tmp_path, dask_address).partitions_updated == 2
     assert _outputs(tmp_path) == _scratch_outputs(tmp_path, dask_address)
+
+
+def test_updated_sums_equal_a_grouping_of_everything() -> None:
+    """A month's written sums plus a day's changes: only the rows a change may touch are
+    grouped again, with the same result as grouping every row (nulls are one group, a row
+    whose every column is among the changes' values but not its combination is kept as it
+    is, a group can appear, grow, shrink or go to zero)."""
+    schema = pa.schema(
+        [
+            ("customer_id", pa.string()),
+            ("sale_month", pa.int32()),
+            ("n", pa.int64()),
+            ("units", pa.int64()),
+            ("amount_e4", pa.int64()),
+        ]
+    )
+    written = pa.table(
+        {
+            "customer_id": ["CU-1", "CU-2", None, "CU-3", "CU-1", "CU-4"],
+            "sale_month": [700, 700, 700, 700, 701, 701],
+            "n": [2, 1, 5, 1, 3, 1],
+            "units": [2, 1, 5, 2, 3, 1],
+            "amount_e4": [200, 100, 500, 250, 300, 90],
+        },
+        schema=schema,
+    )
+    changes = pa.table(
+        {
+            # CU-1 in 700 grows, the anonymous row shrinks, CU-3 goes to zero, CU-5 is new;
+            # CU-4 in 700 is no group: CU-4 and 700 each appear, not together
+            "customer_id": ["CU-1", None, "CU-3", "CU-5", "CU-4"],
+            "sale_month": [700, 700, 700, 701, 700],
+            "n": [1, -2, -1, 1, 1],
+            "units": [1, -2, -2, 4, 1],
+            "amount_e4": [100, -200, -250, 400, 80],
+        },
+        schema=schema,
+    )
+    group = ["customer_id", "sale_month"]
+    order = [("sale_month", "ascending"), ("customer_id", "ascending")]
+
+    updated = stage._updated_sums(written, changes, group)
+
+    assert updated.schema == schema
+    assert updated.sort_by(order).to_pylist() == (
+        stage._combined_sums([written, changes], group).sort_by(order).to_pylist()
+    )
+    by_key = {(r["customer_id"], r["sale_month"]): r["n"] for r in updated.to_pylist()}
+    assert by_key == {
+        ("CU-1", 700): 3,
+        ("CU-2", 700): 1,
+        (None, 700): 3,
+        ("CU-3", 700): 0,
+        ("CU-4", 700): 1,
+        ("CU-1", 701): 3,
+        ("CU-4", 701): 1,
+        ("CU-5", 701): 1,
+    }
+    assert stage._updated_sums(written, changes.slice(0, 0), group) is written
