@@ -132,4 +132,7 @@ customers_unioned as (
     select * from unknown_customers
 )
 
+-- In order on DuckDB (write_order): full row groups, no merge at the next
+-- checkpoint.
 select * from customers_unioned
+{{ write_order('customer_id') }}
