@@ -660,7 +660,10 @@ def _run_replacing_pipeline(
         pipeline.extract(source, loader_file_format=file_format)
         pipeline.normalize()
         _delete_replaced_partitions(pipeline, stats)
-        return pipeline.load()
+        # A failed job must fail the load (whatever load.raise_on_failed_jobs says): dlt would
+        # otherwise commit the state with the package, and the deleted partitions would not
+        # be loaded again.
+        return pipeline.load(raise_on_failed_jobs=True)
     except BaseException:
         try:
             pipeline.drop()

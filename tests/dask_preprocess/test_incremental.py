@@ -561,3 +561,75 @@ def test_updated_sums_equal_a_grouping_of_everything() -> None:
         ("CU-5", 701): 1,
     }
     assert stage._updated_sums(written, changes.slice(0, 0), group) is written
+
+
+def test_updated_sums_of_several_partitions_and_of_nothing_written() -> None:
+    """Written sums of two months concatenated (as a task updates several partitions), and
+    an empty written table (every group comes from the changes)."""
+    schema = pa.schema(
+        [
+            ("sale_date", pa.int32()),
+            ("store_id", pa.string()),
+            ("product_id", pa.string()),
+            ("region", pa.string()),
+            ("n", pa.int64()),
+            ("units", pa.int64()),
+            ("amount_e4", pa.int64()),
+        ]
+    )
+    written = pa.concat_tables(
+        [
+            pa.table(
+                {
+                    "sale_date": [10, 10, 10],
+                    "store_id": ["ST-1", "ST-2", "ST-1"],
+                    "product_id": ["PR-1", "PR-1", "PR-2"],
+                    "region": ["North", "South", None],
+                    "n": [1, 2, 3],
+                    "units": [1, 2, 3],
+                    "amount_e4": [10, 20, 30],
+                },
+                schema=schema,
+            ),
+            pa.table(
+                {
+                    "sale_date": [11, 11],
+                    "store_id": ["ST-1", "ST-2"],
+                    "product_id": ["PR-1", "PR-2"],
+                    "region": ["North", "South"],
+                    "n": [4, 5],
+                    "units": [4, 5],
+                    "amount_e4": [40, 50],
+                },
+                schema=schema,
+            ),
+        ]
+    )
+    changes = pa.table(
+        {
+            "sale_date": [10, 11, 11],
+            "store_id": ["ST-1", "ST-2", "ST-1"],
+            "product_id": ["PR-2", "PR-1", "PR-1"],
+            "region": [None, "South", "North"],
+            "n": [1, 1, -4],
+            "units": [1, 1, -4],
+            "amount_e4": [5, 7, -40],
+        },
+        schema=schema,
+    )
+    group = ["sale_date", "store_id", "product_id", "region"]
+    order = [(c, "ascending") for c in group]
+    for base in (written, written.slice(0, 0)):
+        expected = stage._combined_sums([base, changes], group).sort_by(order).to_pylist()
+        assert stage._updated_sums(base, changes, group).sort_by(order).to_pylist() == expected
+    assert {
+        (r["sale_date"], r["store_id"], r["product_id"], r["region"]): r["n"]
+        for r in stage._updated_sums(written, changes, group).to_pylist()
+    } == {
+        (10, "ST-1", "PR-1", "North"): 1,
+        (10, "ST-2", "PR-1", "South"): 2,
+        (10, "ST-1", "PR-2", None): 4,
+        (11, "ST-1", "PR-1", "North"): 0,
+        (11, "ST-2", "PR-2", "South"): 5,
+        (11, "ST-2", "PR-1", "South"): 1,
+    }
