@@ -509,15 +509,7 @@ def test_updated_sums_equal_a_grouping_of_everything() -> None:
     grouped again, with the same result as grouping every row (nulls are one group, a row
     whose every column is among the changes' values but not its combination is kept as it
     is, a group can appear, grow, shrink or go to zero)."""
-    schema = pa.schema(
-        [
-            ("customer_id", pa.string()),
-            ("sale_month", pa.int32()),
-            ("n", pa.int64()),
-            ("units", pa.int64()),
-            ("amount_e4", pa.int64()),
-        ]
-    )
+    schema = stage._MONTHLY_SUMS
     written = pa.table(
         {
             "customer_id": ["CU-1", "CU-2", None, "CU-3", "CU-1", "CU-4"],
@@ -566,17 +558,7 @@ def test_updated_sums_equal_a_grouping_of_everything() -> None:
 def test_updated_sums_of_several_partitions_and_of_nothing_written() -> None:
     """Written sums of two months concatenated (as a task updates several partitions), and
     an empty written table (every group comes from the changes)."""
-    schema = pa.schema(
-        [
-            ("sale_date", pa.int32()),
-            ("store_id", pa.string()),
-            ("product_id", pa.string()),
-            ("region", pa.string()),
-            ("n", pa.int64()),
-            ("units", pa.int64()),
-            ("amount_e4", pa.int64()),
-        ]
-    )
+    schema = stage._DAILY_SUMS
     written = pa.concat_tables(
         [
             pa.table(
