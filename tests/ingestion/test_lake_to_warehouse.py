@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 from decimal import Decimal
@@ -589,3 +590,67 @@ def test_duckdb_is_opened_once_for_both_pipelines(
     assert result.rows_written["stores"] == 2 and result.rows_written["daily_sales"]
     with duckdb.connect(path, read_only=True) as con:
         assert con.execute("select count(*) from raw_shop.stores").fetchall() == [(2,)]
+
+
+def test_a_duckdb_warehouse_of_dlts_merge_goes_on_with_appends(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A warehouse whose sales tables dlt created for its ``delete-insert`` merge (the DuckDB
+    load before 2026-11-30: a merge key on the partition column, a ``hard_delete`` flag, a
+    staging dataset) takes the appends: its stored tables become append tables without the
+    flag's hint, each partition's old rows are deleted before its new ones land (no row
+    twice), and a rerun adds nothing."""
+    warehouse = Warehouse("duckdb", tmp_path, request)
+    _, lake = prepare_lake(tmp_path)
+    # the old load's content, as Arrow (no _dlt_id column): the first lake row of 2026-01-10
+    folder = Path(lake) / "preprocessed" / "daily_sales" / "sale_date=2026-01-10"
+    first = pq.read_table(next(folder.glob("*.parquet"))).slice(0, 1)
+    old_batch = (
+        first.append_column("sale_date", pa.array([dt.date(2026, 1, 10)], pa.date32()))
+        .append_column("_partition_deleted", pa.array([None], pa.bool_()))
+        .append_column("_dlt_load_id", pa.array(["1"]))
+    )
+    merged = dlt.resource(
+        [old_batch],
+        name="daily_sales",
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        merge_key="sale_date",
+        columns={
+            "sale_date": {"data_type": "date", "nullable": False},
+            "_partition_deleted": {"data_type": "bool", "nullable": True, "hard_delete": True},
+        },
+    )
+    old = dlt.pipeline(
+        pipeline_name=SALES_PIPELINE_NAME,
+        pipelines_dir=str(tmp_path / "old"),
+        destination=dlt.destinations.duckdb(warehouse.duckdb_path),
+        dataset_name="raw_sales",
+    )
+    old.run(
+        merged, loader_file_format="parquet", schema=dlt.Schema("raw_sales")
+    ).raise_on_failed_jobs()
+    assert warehouse.count("raw_sales.daily_sales") == 1
+
+    result = load(lake, warehouse, tmp_path, "load1")
+
+    assert result.partitions_replaced["daily_sales"] == ["2026-01-10", "2026-01-11"]
+    # the old load's row of 2026-01-10 is gone, the lake's rows are there once each
+    assert warehouse.rows(
+        "select sale_date, count(*), sum(units) from raw_sales.daily_sales group by 1 order by 1"
+    ) == [(dt.date(2026, 1, 10), 2, 7), (dt.date(2026, 1, 11), 1, 1)]
+    assert warehouse.rows(
+        "select count(*) from raw_sales.daily_sales where _partition_deleted is not null"
+    ) == [(0,)]
+    (stored,) = warehouse.rows(
+        "select schema from raw_sales._dlt_version where schema_name = 'raw_sales' "
+        "order by inserted_at desc limit 1"
+    )
+    table = json.loads(stored[0])["tables"]["daily_sales"]
+    assert table["write_disposition"] == "append"
+    assert not table["columns"]["_partition_deleted"].get("hard_delete")
+
+    counts = {
+        t: warehouse.count(t) for t in ("raw_sales.daily_sales", "raw_sales.customer_monthly")
+    }
+    assert load(lake, warehouse, tmp_path, "load2").partitions_replaced == {}
+    assert {t: warehouse.count(t) for t in counts} == counts
