@@ -371,6 +371,16 @@ def _log_hints(table: str, column: str, file_format: Any = None) -> Any:
     )
 
 
+def _partition_columns(column: str) -> dict[str, Any]:
+    """Column hints of a partitioned sales table, on both targets: the partition column, and
+    the always-null DELETED_FLAG kept for the tables' layout (a schema stored before
+    2026-11-30 loses the flag's merge hint, which dlt would warn about on every append)."""
+    return {
+        column: {"data_type": "date", "nullable": False},
+        DELETED_FLAG: {"data_type": "bool", "nullable": True, "hard_delete": False},
+    }
+
+
 def _partition_resource(
     table: str, column: str, fs: AbstractFileSystem, zone_root: str, stats: _Stats
 ) -> DltResource:
@@ -382,12 +392,7 @@ def _partition_resource(
     data_hints = dlt.mark.make_hints(
         table_name=table,
         write_disposition="append",
-        columns={
-            column: {"data_type": "date", "nullable": False},
-            # always null (see DELETED_FLAG): kept for the tables' layout; a schema stored
-            # before 2026-11-30 loses the flag's merge hint (dlt warns about it on append)
-            DELETED_FLAG: {"data_type": "bool", "nullable": True, "hard_delete": False},
-        },
+        columns=_partition_columns(column),
     )
     log_hints = _log_hints(table, column)
 
@@ -491,11 +496,7 @@ def _partition_copy_resource(
     between dlt's normalize and load steps, not by dlt (see the module docstring).
     """
     log_hints = _log_hints(table, column, file_format="csv")
-    fixed_columns: dict[str, Any] = {
-        column: {"data_type": "date", "nullable": False},
-        # always null (see DELETED_FLAG): kept for the tables' layout
-        DELETED_FLAG: {"data_type": "bool", "nullable": True},
-    }
+    fixed_columns = _partition_columns(column)
 
     @dlt.resource(name=table, write_disposition="append")
     def copy_changed_partitions() -> Iterator[Any]:
