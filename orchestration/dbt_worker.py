@@ -2,12 +2,13 @@
 
 Importing dbt and parsing the project take about two seconds of a run (more on a slow
 machine), none of which depends on the data. The flow starts this process when the run
-starts; it imports dbt and parses the project (``dbt parse``, partial parsing as usual) while
-the extract, Dask and load stages run, then waits. When the warehouse is loaded, the flow
-writes the dbt command to its standard input as one JSON line (a list of arguments); the
-process runs it on the parsed manifest (dbt's ``dbtRunner(manifest=...)``, its documented way
-to reuse a parse) and exits with dbt's exit code: 0 success, 1 a node failed, 2 dbt could not
-run. End of input without a command exits 0 without running anything.
+starts; it imports dbt, parses the project (``dbt parse``, partial parsing as usual) and
+compiles the Jinja of the macros a build calls while the extract, Dask and load stages run,
+then waits. When the warehouse is loaded, the flow writes the dbt command to its standard
+input as one JSON line (a list of arguments); the process runs it on the parsed manifest
+(dbt's ``dbtRunner(manifest=...)``, its documented way to reuse a parse) and exits with dbt's
+exit code: 0 success, 1 a node failed, 2 dbt could not run. End of input without a command
+exits 0 without running anything.
 
 Its standard output is dbt's, line for line, as with the ``dbt`` command. A parse that fails
 is not reported here: the command then parses again itself and reports the error as usual.
@@ -36,6 +37,62 @@ def _parse(runner_class: Any, common: list[str]) -> Any:
     except Exception:  # a broken project: the command's own parse reports it
         return None
     return result.result if result.success else None
+
+
+def _macros_to_warm(manifest: Any) -> list[Any]:
+    """The macros a build of ``manifest``'s nodes calls, as far as dbt's parse knows.
+
+    The materialization of each kind of node (for the target's adapter), the macros the
+    nodes and hooks call, and every macro those call (``depends_on.macros``: dbt records a
+    macro's calls when it parses it, ``adapter.dispatch`` candidates included). Macros called
+    only from dbt's Python code (a few adapter helpers) are not among them: dbt compiles those
+    when it first calls them, as it does every macro without this.
+    """
+    adapter_type = manifest.metadata.adapter_type
+    project = manifest.metadata.project_name
+    roots: set[str] = set()
+    materializations: set[str] = set()
+    for node in manifest.nodes.values():
+        roots.update(node.depends_on.macros)
+        kind = str(getattr(node.resource_type, "value", node.resource_type))
+        materializations.add("test" if kind == "test" else str(node.config.materialized))
+    for name in sorted(materializations):
+        macro = manifest.find_materialization_macro_by_name(project, name, adapter_type)
+        if macro is not None:
+            roots.add(macro.unique_id)
+    seen: set[str] = set()
+    stack = sorted(roots)
+    while stack:
+        unique_id = stack.pop()
+        if unique_id in seen or unique_id not in manifest.macros:
+            continue
+        seen.add(unique_id)
+        stack.extend(manifest.macros[unique_id].depends_on.macros)
+    return [manifest.macros[unique_id] for unique_id in sorted(seen)]
+
+
+def _warm_templates(manifest: Any) -> int:
+    """Compile the Jinja templates of the macros the command will call, while waiting for it.
+
+    dbt compiles a macro's template the first time a node calls it, on that node's thread,
+    and keeps it for the process (``dbt_common``'s ``template_cache``, keyed by the macro's
+    code). In a build, that compiling (a few hundred macros: materializations, adapter
+    macros, generic tests) is about a tenth of the Python work of the nodes, and it holds the
+    interpreter lock that the nodes' threads share. Done here, it costs the same CPU while the
+    stages before dbt run. A failure here only leaves the compiling to the command.
+
+    Returns:
+        How many macros were compiled (0 when it failed).
+    """
+    try:
+        from dbt_common.clients.jinja import template_cache
+
+        macros = _macros_to_warm(manifest)
+        for macro in macros:
+            template_cache.get_node_template(macro)
+    except Exception:  # an optimization only: the command compiles what it calls
+        return 0
+    return len(macros)
 
 
 def _exit_code(result: Any) -> int:
@@ -77,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     from dbt.cli.main import dbtRunner
 
     manifest = _parse(dbtRunner, common)
+    if manifest is not None:
+        _warm_templates(manifest)
     line = sys.stdin.readline()
     if not line.strip():
         return 0

@@ -9,7 +9,10 @@ build runs what changed data or changed code reach, and nothing else.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -29,6 +32,7 @@ from orchestration.dbt_state import (
 from tests.dbt import raw_data
 
 BUILD = list(PRODUCTION_BUILD)
+REPO_ROOT = DBT_PROJECT_DIR.parent
 
 
 def _built(state: BuildState, target: Path) -> None:
@@ -420,3 +424,43 @@ def test_a_prepared_process_that_died_is_replaced_by_a_fresh_one(tmp_path: Path)
     result = prepared.run(["ls", "--resource-type", "model", "--output", "name"])
     assert result.returncode == 0
     assert "fct_daily_sales" in result.output_tail
+
+
+def test_the_prepared_process_compiles_the_macros_a_build_calls_before_its_command(
+    tmp_path: Path,
+) -> None:
+    """The worker's warm-up (``dbt_worker._warm_templates``) leaves a real build little
+    Jinja to compile: the build finds the templates of most macros it calls in dbt's cache."""
+    env = dbt_env_for(
+        "duckdb", str(tmp_path / "w.duckdb"), "postgresql://unused@127.0.0.1:1/unused", "UTC"
+    )
+    out = tmp_path / "probe.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.orchestration.warm_probe",
+            str(tmp_path / "w.duckdb"),
+            str(tmp_path / "t"),
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env, "DBT_LOG_PATH": str(tmp_path / "t" / "logs")},
+        check=True,
+        timeout=600,
+    )
+    probe = json.loads(out.read_text(encoding="utf-8"))
+    assert probe["success"]
+    reused, compiled = set(probe["reused"]), set(probe["compiled"])
+    # The materializations and the project's generic tests were compiled ahead.
+    assert {
+        "macro.dbt_duckdb.materialization_table_duckdb",
+        "macro.dbt_duckdb.materialization_incremental_duckdb",
+        "macro.dbt.materialization_snapshot_default",
+        "macro.dbt.materialization_test_default",
+        "macro.retail_elt.test_unique_combination",
+        "macro.retail_elt.test_column_rules",
+    } <= reused
+    assert probe["warmed"] >= len(reused)
+    # What is left to the build is a few macros called from dbt's Python code only.
+    assert len(compiled) <= 0.2 * len(reused | compiled), sorted(compiled)
