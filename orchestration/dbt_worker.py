@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from typing import Any
 
 #: Options that change what the parse produces: a command with one of them parses again.
@@ -71,7 +72,7 @@ def _macros_to_warm(manifest: Any) -> list[Any]:
     return [manifest.macros[unique_id] for unique_id in sorted(seen)]
 
 
-def _warm_templates(manifest: Any) -> int:
+def _warm_templates(manifest: Any, stop: threading.Event | None = None) -> int:
     """Compile the Jinja templates of the macros the command will call, while waiting for it.
 
     dbt compiles a macro's template the first time a node calls it, on that node's thread,
@@ -81,18 +82,27 @@ def _warm_templates(manifest: Any) -> int:
     interpreter lock that the nodes' threads share. Done here, it costs the same CPU while the
     stages before dbt run. A failure here only leaves the compiling to the command.
 
+    Args:
+        manifest: The parsed project.
+        stop: Set when the command has come: the compiling stops at the next macro, and the
+            command compiles the rest as it calls them (a run with little to do before dbt
+            does not wait for a warm-up of macros it may not need).
+
     Returns:
         How many macros were compiled (0 when it failed).
     """
     try:
         from dbt_common.clients.jinja import template_cache
 
-        macros = _macros_to_warm(manifest)
-        for macro in macros:
+        compiled = 0
+        for macro in _macros_to_warm(manifest):
+            if stop is not None and stop.is_set():
+                break
             template_cache.get_node_template(macro)
+            compiled += 1
     except Exception:  # an optimization only: the command compiles what it calls
         return 0
-    return len(macros)
+    return compiled
 
 
 def _exit_code(result: Any) -> int:
@@ -134,9 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     from dbt.cli.main import dbtRunner
 
     manifest = _parse(dbtRunner, common)
+    stop = threading.Event()
+    warm_up = threading.Thread(
+        target=_warm_templates, args=(manifest, stop), name="dbt-warm-up", daemon=True
+    )
     if manifest is not None:
-        _warm_templates(manifest)
+        warm_up.start()  # while this thread waits for the command
     line = sys.stdin.readline()
+    stop.set()
+    if warm_up.is_alive():
+        warm_up.join()
     if not line.strip():
         return 0
     args = [str(arg) for arg in json.loads(line)]

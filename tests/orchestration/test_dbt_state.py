@@ -451,6 +451,7 @@ def test_the_prepared_process_compiles_the_macros_a_build_calls_before_its_comma
     )
     probe = json.loads(out.read_text(encoding="utf-8"))
     assert probe["success"]
+    assert probe["stopped"] == 0  # the command had come: the warm-up left it all to the build
     reused, compiled = set(probe["reused"]), set(probe["compiled"])
     # The materializations and the project's generic tests were compiled ahead.
     assert {

@@ -2,16 +2,18 @@
 
 ``python -m tests.orchestration.warm_probe WAREHOUSE TARGET OUT`` (in the dbt environment
 of ``elt_settings.dbt_env_for``): writes the hand-written raw layer into WAREHOUSE, parses
-the project as ``orchestration.dbt_worker`` does, warms the templates, then runs the
-production build on that parse, counting which macros the build takes from dbt's template
-cache (warmed) and which it has to compile. Writes ``{"warmed", "success", "reused", "compiled"}``
-to OUT as JSON. A process of its own: dbt's parse and build set process-wide state.
+the project as ``orchestration.dbt_worker`` does, warms the templates (first with the
+command already come: nothing is compiled), then runs the production build on that parse,
+counting which macros the build takes from dbt's template cache (warmed) and which it has
+to compile. Writes ``{"stopped", "warmed", "success", "reused", "compiled"}`` to OUT as
+JSON. A process of its own: dbt's parse and build set process-wide state.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Any
 
 from orchestration import dbt_worker
@@ -30,6 +32,9 @@ def main(warehouse: str, target: str, out: str) -> None:
         *("--target-path", target),
     ]
     manifest = dbt_worker._parse(dbtRunner, common)
+    command_came = threading.Event()
+    command_came.set()
+    stopped = dbt_worker._warm_templates(manifest, command_came)
     warmed = dbt_worker._warm_templates(manifest)
     names = {macro.macro_sql: unique_id for unique_id, macro in manifest.macros.items()}
     reused: set[str] = set()
@@ -46,6 +51,7 @@ def main(warehouse: str, target: str, out: str) -> None:
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(
             {
+                "stopped": stopped,
                 "warmed": warmed,
                 "success": bool(result.success),
                 "reused": sorted(reused - compiled),
