@@ -77,10 +77,11 @@ def _warm_templates(manifest: Any, stop: threading.Event | None = None) -> int:
 
     dbt compiles a macro's template the first time a node calls it, on that node's thread,
     and keeps it for the process (``dbt_common``'s ``template_cache``, keyed by the macro's
-    code). In a build, that compiling (a few hundred macros: materializations, adapter
-    macros, generic tests) is about a tenth of the Python work of the nodes, and it holds the
-    interpreter lock that the nodes' threads share. Done here, it costs the same CPU while the
-    stages before dbt run. A failure here only leaves the compiling to the command.
+    code). In this project's day build, that compiling (about 160 macros: materializations,
+    adapter macros, generic tests) was about a fifth of the time the nodes' threads held the
+    interpreter lock they share (sampled with ``py-spy --gil``). Done here, it costs the same
+    CPU while the stages before dbt run. A failure here only leaves the compiling to the
+    command.
 
     Args:
         manifest: The parsed project.
