@@ -146,14 +146,15 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = _parse(dbtRunner, common)
     stop = threading.Event()
-    warm_up = threading.Thread(
-        target=_warm_templates, args=(manifest, stop), name="dbt-warm-up", daemon=True
-    )
-    if manifest is not None:
-        warm_up.start()  # while this thread waits for the command
+    warm_up = None
+    if manifest is not None:  # compiled while this thread waits for the command
+        warm_up = threading.Thread(
+            target=_warm_templates, args=(manifest, stop), name="dbt-warm-up", daemon=True
+        )
+        warm_up.start()
     line = sys.stdin.readline()
     stop.set()
-    if warm_up.is_alive():
+    if warm_up is not None:
         warm_up.join()
     if not line.strip():
         return 0
