@@ -67,6 +67,13 @@ docs: install ## Generate the dbt docs and serve them on http://localhost:8080
 serve: install ## Serve the scheduled deployment (weekly, Tuesday 12:45 Moscow time by default)
 	$(RUN) elt serve
 
+.PHONY: deploy
+deploy: install ## Register the weekly deployment of prefect.yaml on PREFECT_API_URL's server (work pool elt-pool)
+	$(RUN) prefect work-pool create elt-pool --type process --overwrite
+	ELT_SCHEDULE_CRON="$${ELT_SCHEDULE_CRON:-45 12 * * 2}" \
+	ELT_SCHEDULE_TIMEZONE="$${ELT_SCHEDULE_TIMEZONE:-Europe/Moscow}" \
+	$(RUN) prefect --no-prompt deploy --all
+
 .PHONY: bench
 bench: install ## Benchmark every stage against its reference: 1M and 10M sales, 3 runs each (median, min, max), profiles of misses (writes bench/results/; 25-60 minutes on 2 cores)
 	$(RUN) python -m bench --profile

@@ -12,18 +12,17 @@ import cProfile
 import io
 import json
 import logging
+import os
 import pstats
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench import references
-
-if TYPE_CHECKING:  # stage modules are imported inside the stages, outside the timing
-    from orchestration.dbt_runner import PreparedDbt
 
 logger = logging.getLogger("bench.child")
 
@@ -158,83 +157,88 @@ def _dbt_env(args: dict[str, Any]) -> dict[str, str]:
     )
 
 
-def _dbt_build(
-    args: dict[str, Any], prepared: PreparedDbt | None = None, build: list[str] | None = None
-) -> tuple[float, dict[str, Any]]:
-    """``dbt build`` (``build``: its arguments, default every node) in ``prepared`` (a
-    PreparedDbt, as the flow runs it) when given, else in a dbt process started now."""
-    from orchestration.dbt_runner import PRODUCTION_BUILD, run_dbt
-
-    build = build or list(PRODUCTION_BUILD)
-    started = time.perf_counter()
-    if prepared is not None:
-        result = prepared.run(build)
-    else:
-        result = run_dbt(build, env=_dbt_env(args), target_path=Path(args["dbt_target_dir"]))
-    seconds = time.perf_counter() - started
-    if not result.success:
-        raise RuntimeError(f"dbt build failed:\n{result.failure_report()[:4000]}")
-    slowest = sorted(result.nodes, key=lambda n: n.execution_time, reverse=True)[:10]
-    return seconds, {
+def _node_info(nodes: list[Any], seconds: float) -> dict[str, Any]:
+    """A build's figures from its nodes (``orchestration.dbt_runner.NodeResult``)."""
+    counts: dict[str, int] = {}
+    for node in nodes:
+        counts[node.status] = counts.get(node.status, 0) + 1
+    slowest = sorted(nodes, key=lambda n: n.seconds, reverse=True)[:10]
+    return {
         "seconds": round(seconds, 3),
-        "success": result.success,
-        "counts": result.counts(),
-        "slowest_nodes": [[n.unique_id, round(n.execution_time, 3)] for n in slowest],
-        "node_seconds": round(sum(n.execution_time for n in result.nodes), 3),
+        "counts": counts,
+        "slowest_nodes": [[n.unique_id, round(n.seconds, 3)] for n in slowest],
+        "node_seconds": round(sum(n.seconds for n in nodes), 3),
     }
 
 
-def _dbt_log_info(args: dict[str, Any]) -> dict[str, Any]:
-    """dbt's time split from its log; read after the timing, so it is not counted in it."""
-    from orchestration.dbt_runner import dbt_log_file
-
-    return dbt_log_times(dbt_log_file(Path(args["dbt_target_dir"]))) or {}
-
-
 def _dbt(args: dict[str, Any]) -> Result:
-    seconds, info = _dbt_build(args)
-    return {"seconds": seconds, "rows": args["rows"], "info": {**info, **_dbt_log_info(args)}}
+    """``dbt build`` of every node (as a scheduled run's first build), parse included."""
+    from orchestration.dbt_runner import PRODUCTION_BUILD, DbtProject
+
+    target = Path(args["dbt_target_dir"])
+    started = time.perf_counter()
+    project = DbtProject(_dbt_env(args), target_path=target, log_path=target / "logs")
+    project.parse()
+    result = project.build(list(PRODUCTION_BUILD))
+    seconds = time.perf_counter() - started
+    if not result.success:
+        raise RuntimeError(f"dbt build failed:\n{result.failure_report()[:4000]}")
+    info = _node_info(result.nodes, seconds)
+    info.update(dbt_log_times(target / "logs" / "dbt.log") or {})
+    return {"seconds": seconds, "rows": args["rows"], "info": info}
+
+
+#: The flow's stages in the summary of ``elt run``, by the names of the benchmark's parts.
+_PARTS = {
+    "extract": "extract",
+    "preprocess": "preprocess",
+    "load": "load_duckdb",
+    "transform": "dbt_duckdb",
+}
 
 
 def _pipeline(args: dict[str, Any]) -> Result:
-    """Drop -> lake -> Dask -> DuckDB -> dbt in one process tree (the embedded default), as
-    the flow runs them: the dbt process started with the run (PreparedDbt), and dbt building
-    what the load changed since the folder's last build (BuildState)."""
-    from dask_preprocess import preprocess_sales
-    from ingestion import extract_to_lake, load_to_warehouse
-    from orchestration.dbt_runner import PRODUCTION_BUILD, PreparedDbt
-    from orchestration.dbt_state import BuildState, changed_sources, warehouse_fingerprint
+    """``elt run`` as a user runs it (Prefect's ephemeral mode, the embedded DuckDB), in the
+    end-to-end folder: its summary gives the stages' seconds, dbt's log its time split."""
+    from orchestration.dbt_runner import DBT_PROJECT_DIR, NodeResult
 
-    parts: dict[str, float] = {}
-    dbt_args = {**args, "target": "duckdb"}
-    env, target = _dbt_env(dbt_args), Path(args["dbt_target_dir"])
+    summary_file = Path(args["lake"]).parent / "summary.json"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "PREFECT_API"))},
+        "ELT_SOURCE_URL": args["drop"],
+        "ELT_LAKE_URL": args["lake"],
+        "ELT_TARGET": "duckdb",
+        "ELT_DUCKDB_PATH": args["duckdb_path"],
+        "ELT_TIMEZONE": args["timezone"],
+        "PII_HASH_KEY": PII_KEY,
+        "ELT_DASK_WORKERS": str(args["dask_workers"] or ""),
+        "ELT_DASK_PROCESSES": "1" if args["dask_processes"] else "0",
+    }
+    elt = str(Path(sys.executable).parent / "elt")
+    command = [elt, "run", "--skip-publish", "--summary-json", str(summary_file)]
     started = time.perf_counter()
-    with PreparedDbt(env=env, target_path=target) as prepared:
-        state = BuildState(target, warehouse_fingerprint(env), prepared.project_dir)
-        t = time.perf_counter()
-        extract_to_lake(args["drop"], args["lake"], pii_key=PII_KEY)
-        parts["extract"] = time.perf_counter() - t
-        t = time.perf_counter()
-        preprocessed = preprocess_sales(args["lake"], **_preprocess_options(args))
-        parts["preprocess"] = time.perf_counter() - t
-        t = time.perf_counter()
-        state.before_load()
-        loaded = load_to_warehouse(args["lake"], target="duckdb", duckdb_path=args["duckdb_path"])
-        state.after_load(changed_sources(loaded.tables_changed))
-        parts["load_duckdb"] = time.perf_counter() - t
-        plan = state.plan(list(PRODUCTION_BUILD))
-        dbt_seconds, dbt_info = _dbt_build(dbt_args, prepared, plan.args)
-        state.after_build(dbt_info["success"])
-    parts["dbt_duckdb"] = dbt_seconds
-    dbt_info["plan"] = plan.summary
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    dbt_info.update(_dbt_log_info(args))
+    if done.returncode != 0:
+        raise RuntimeError(f"elt run failed:\n{(done.stdout + done.stderr)[-4000:]}")
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    parts = {
+        _PARTS[stage["name"]]: stage["duration_s"]
+        for stage in summary["stages"]
+        if stage["name"] in _PARTS
+    }
+    nodes = [
+        NodeResult(n["node"], n["status"], n["message"], n["seconds"]) for n in summary["dbt_nodes"]
+    ]
+    dbt_info = _node_info(nodes, parts["dbt_duckdb"])
+    dbt_info["plan"] = summary["dbt_plan"]
+    dbt_info.update(dbt_log_times(DBT_PROJECT_DIR / "logs" / "dbt.log") or {})
     return {
         "seconds": seconds,
         "rows": args["rows"],
         "info": {
             "parts": parts,
-            "preprocess_steps": preprocessed.step_seconds,
+            "preprocess_steps": summary["preprocess_steps"],
             "dbt": dbt_info,
             "totals": _pipeline_totals(args["lake"]),
         },

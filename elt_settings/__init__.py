@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +45,7 @@ class Settings(BaseSettings):
 
     alert_webhook_url: str | None = Field(None, alias="ELT_ALERT_WEBHOOK_URL")
     duplicate_alert_ratio: float = Field(0.5, alias="ELT_DUPLICATE_ALERT_RATIO")
+    freshness_warn_days: int = Field(8, alias="ELT_FRESHNESS_WARN_DAYS", ge=1)
     dbt_threads: int = Field(4, alias="ELT_DBT_THREADS")
     schedule_cron: str = Field("45 12 * * 2", alias="ELT_SCHEDULE_CRON")
     schedule_timezone: str = Field("Europe/Moscow", alias="ELT_SCHEDULE_TIMEZONE")
@@ -80,12 +80,14 @@ class Settings(BaseSettings):
         )
 
     def dbt_env(self) -> dict[str, str]:
-        """The environment variables ``dbt_project/profiles.yml`` reads."""
+        """The environment ``dbt_project/profiles.yml`` and the dbt project read: the same
+        public settings, the DuckDB path made absolute (dbt runs from its project folder)."""
         env = dbt_env_for(
             self.target, self.duckdb_path, self.postgres_dsn.get_secret_value(), self.timezone
         )
         env["ELT_DBT_THREADS"] = str(self.dbt_threads)
         env["ELT_DUPLICATE_ALERT_RATIO"] = str(self.duplicate_alert_ratio)
+        env["ELT_FRESHNESS_WARN_DAYS"] = str(self.freshness_warn_days)
         return env
 
 
@@ -116,21 +118,17 @@ def storage_options_for(
 
 
 def dbt_env_for(target: str, duckdb_path: str, postgres_dsn: str, timezone: str) -> dict[str, str]:
-    """The environment ``dbt_project/profiles.yml`` reads, derived from the public settings.
+    """The settings ``dbt_project/profiles.yml`` reads, as environment variables.
 
-    dbt's Postgres profile wants host, port, user, password and database separately, so the
-    DSN is split here, once.
+    They are the public settings themselves (the profile splits ``ELT_POSTGRES_DSN`` into
+    host, port, user, password and database), so ``dbt`` run by hand with the same settings
+    reaches the same warehouse.
     """
-    dsn = urlsplit(postgres_dsn)
     return {
         "ELT_TARGET": target,
         "ELT_DUCKDB_PATH": os.path.abspath(duckdb_path),
+        "ELT_POSTGRES_DSN": postgres_dsn,
         "ELT_TIMEZONE": timezone,
-        "ELT_PG_HOST": dsn.hostname or "localhost",
-        "ELT_PG_PORT": str(dsn.port or 5432),
-        "ELT_PG_USER": unquote(dsn.username or "postgres"),
-        "ELT_PG_PASSWORD": unquote(dsn.password or ""),
-        "ELT_PG_DATABASE": unquote(dsn.path.lstrip("/") or "postgres"),
     }
 
 

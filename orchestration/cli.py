@@ -29,6 +29,10 @@ for _name, _value in {
     "RUNTIME__DLTHUB_TELEMETRY": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # The temporary server of Prefect's ephemeral mode is stopped when the run ends, while
+    # it may still be recording the last task runs' events: it logs each as an error with a
+    # traceback, about a server that is gone with its database. Its own errors only.
+    "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -181,6 +185,10 @@ def run(
     skip_publish: Annotated[
         bool, typer.Option(help="Do not write the CSV report nor sync Metabase.")
     ] = False,
+    summary_json: Annotated[
+        str | None,
+        typer.Option(help="Also write the run's summary as JSON to this file (for scripts)."),
+    ] = None,
 ) -> None:
     """Run the whole flow once (Prefect's ephemeral mode unless PREFECT_API_URL is set).
 
@@ -203,6 +211,13 @@ def run(
     )
     summary = state.result(raise_on_failure=False)
     if state.is_completed() and not isinstance(summary, BaseException):
+        if summary_json:
+            import dataclasses
+            import json
+            from pathlib import Path
+
+            data = json.dumps(dataclasses.asdict(summary), indent=2, default=str)
+            Path(summary_json).write_text(data, encoding="utf-8")
         typer.echo("\n" + summary.to_markdown())
         return
     typer.secho(f"\nThe run failed: {state.message}", fg="red", err=True)
@@ -230,6 +245,20 @@ def serve(
     )
 
 
+def _dbt(args: list[str]) -> int:
+    """``dbt <args>`` from the dbt project's folder with the settings' environment, as a
+    user runs it by hand (the ``dbt`` of this interpreter's environment); its exit code."""
+    import subprocess
+    from pathlib import Path
+
+    from orchestration.dbt_runner import DBT_PROJECT_DIR
+
+    local = Path(sys.executable).parent / "dbt"
+    command = [str(local) if local.exists() else "dbt", *args]
+    env = {**os.environ, **_settings().dbt_env()}
+    return subprocess.call(command, cwd=DBT_PROJECT_DIR, env=env)
+
+
 @app.command()
 def docs(
     serve_docs: Annotated[
@@ -239,17 +268,12 @@ def docs(
     host: Annotated[str, typer.Option(help="Address the docs server listens on.")] = "127.0.0.1",
 ) -> None:
     """Generate the dbt docs (dbt docs generate) and serve them (dbt docs serve)."""
-    from orchestration.dbt_runner import run_dbt
-
-    settings = _settings()
-    result = run_dbt(["docs", "generate"], env=settings.dbt_env())
-    if result.returncode != 0:
-        typer.secho("dbt docs generate failed:\n" + result.output_tail, fg="red", err=True)
+    if _dbt(["docs", "generate"]) != 0:
+        typer.secho("dbt docs generate failed (its output is above)", fg="red", err=True)
         raise typer.Exit(1)
     if serve_docs:
-        run_dbt(
-            ["docs", "serve", "--port", str(port), "--host", host, "--no-browser"],
-            env=settings.dbt_env(),
+        raise typer.Exit(
+            _dbt(["docs", "serve", "--port", str(port), "--host", host, "--no-browser"])
         )
 
 
@@ -257,20 +281,15 @@ def docs(
 def dbt(
     args: Annotated[list[str], typer.Argument(help="dbt's arguments, e.g. `build -s marts`.")],
 ) -> None:
-    """Run any dbt command on the project with the warehouse of the settings.
+    """Run any dbt command on the project with the warehouse of the settings (and .env).
 
-    dbt's options pass through (`elt dbt build -s marts`); for dbt's own help, put `--`
-    first: `elt dbt -- build --help`.
+    The same as `dbt <args>` run by hand in dbt_project/ with the settings exported. dbt's
+    options pass through (`elt dbt build -s marts`); for dbt's own help, put `--` first:
+    `elt dbt -- build --help`.
     """
-    from orchestration.dbt_runner import DBT_PROJECT_DIR, run_dbt
-    from orchestration.dbt_state import forget_views
-
-    # A command that may replace relations: the next scheduled build creates every view.
-    forget_views(DBT_PROJECT_DIR / "target", list(args))
-    result = run_dbt(list(args), env=_settings().dbt_env())
-    if not result.success:
-        typer.secho(result.failure_report(), fg="red", err=True)
-        raise typer.Exit(1)
+    code = _dbt(list(args))
+    if code != 0:
+        raise typer.Exit(code)
 
 
 @metabase_app.command("provision")

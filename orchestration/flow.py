@@ -8,7 +8,9 @@ cannot help (dbt tests, bad data). Settings are read here, once, and passed to t
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -24,8 +27,8 @@ from prefect.cache_policies import NO_CACHE
 
 from elt_settings import Settings, get_settings
 from orchestration.alerts import Alert, send_alert
-from orchestration.dbt_runner import PRODUCTION_BUILD, DbtRunResult, PreparedDbt
-from orchestration.dbt_state import BuildState, changed_sources, warehouse_fingerprint
+from orchestration.dbt_runner import PRODUCTION_BUILD, BuildResult, DbtProject, SourceFreshness
+from orchestration.dbt_state import Warehouse, fresher_sources, missing_relations, plan_build
 from orchestration.retry import retry_if_transient
 
 logger = logging.getLogger(__name__)
@@ -61,11 +64,13 @@ class RunSummary:
     failed_files: list[dict[str, str]] = field(default_factory=list)
     buckets: dict[str, int] = field(default_factory=dict)
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    preprocess_steps: dict[str, float] = field(default_factory=dict)
     dbt_counts: dict[str, int] = field(default_factory=dict)
     dbt_plan: str = ""
     dbt_failures: list[str] = field(default_factory=list)
     dbt_warnings: list[str] = field(default_factory=list)
     dbt_nodes: list[dict[str, Any]] = field(default_factory=list)
+    stale_sources: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     report_url: str | None = None
     success: bool = False
@@ -112,6 +117,7 @@ class RunSummary:
             )
         for title, items in (
             ("Failed files", [f"{f['file_name']}: {f['reason']}" for f in self.failed_files]),
+            ("No new delivery", self.stale_sources),
             ("dbt failures", self.dbt_failures),
             ("dbt warnings", self.dbt_warnings),
             ("Alerts", self.alerts),
@@ -235,17 +241,46 @@ def load(settings: Settings, storage_options: dict[str, Any], pipelines_dir: str
     )
 
 
-@task(name="transform: dbt build", timeout_seconds=2 * 3600, cache_policy=NO_CACHE)
-def transform(args: list[str], prepared: PreparedDbt) -> DbtRunResult:
-    """``dbt build``: models, snapshots and data tests, every node's result logged by name.
+@task(name="dbt source freshness", timeout_seconds=900, cache_policy=NO_CACHE)
+def source_freshness(project: DbtProject) -> list[SourceFreshness]:
+    """``dbt source freshness``: when each raw table last got new rows (``sources.json``)."""
+    return project.freshness()
 
-    Args:
-        args: the build's arguments (every node, or what changed: ``BuildState.plan``).
-        prepared: the dbt process started with the run, which has parsed the project.
+
+def transform(
+    project: DbtProject, warehouse: Warehouse, *, full_refresh: bool
+) -> tuple[BuildResult, str, list[SourceFreshness]]:
+    """dbt: freshness of the sources, then ``dbt build`` of what changed (``dbt_state``),
+    one task run per node; the state of a successful build is kept in the warehouse.
+
+    Returns:
+        The build's result, the plan's summary and the sources' freshness.
+
+    Raises:
+        DbtBuildFailed: a node failed, or dbt could not run.
     """
     log = get_run_logger()
-    result = prepared.run(args, log=log)
-    # dbt's own lines above showed every node as it ran; repeat what needs attention.
+    project.parse()
+    freshness = source_freshness(project)
+    with tempfile.TemporaryDirectory(prefix="elt-dbt-state-") as folder:
+        state_dbt = warehouse.read_state(Path(folder))
+        missing: list[str] = []
+        fresher: list[str] = []
+        if state_dbt is not None:
+            manifest = json.loads(project.manifest_path.read_text(encoding="utf-8"))
+            missing = missing_relations(manifest, warehouse.relations())
+            current = project.target_path / "sources.json"
+            fresher = fresher_sources(Path(folder) / "sources.json", current)
+        plan = plan_build(
+            list(PRODUCTION_BUILD),
+            state_dir=Path(folder) if state_dbt is not None else None,
+            state_dbt_version=state_dbt,
+            missing=missing,
+            fresher=fresher,
+            full_refresh=full_refresh,
+        )
+        log.info("dbt builds %s", plan.summary)
+        result = project.build(plan.args)
     for node in result.failed_nodes + result.warned_nodes:
         level = logging.ERROR if node.failed else logging.WARNING
         log.log(
@@ -254,18 +289,20 @@ def transform(args: list[str], prepared: PreparedDbt) -> DbtRunResult:
     log.info(
         "dbt build: %s in %.1fs",
         ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())),
-        result.duration_s,
+        result.seconds,
     )
     if not result.success:
-        raise DbtBuildFailed(result)
-    return result
+        raise DbtBuildFailed(result, plan.summary)
+    warehouse.save_state(project.target_path)
+    return result, plan.summary, freshness
 
 
 class DbtBuildFailed(RuntimeError):
     """``dbt build`` failed: the message names every failed node, with its compiled SQL."""
 
-    def __init__(self, result: DbtRunResult) -> None:
+    def __init__(self, result: BuildResult, plan: str = "") -> None:
         self.result = result
+        self.plan = plan
         super().__init__("dbt build failed:\n" + result.failure_report())
 
 
@@ -325,6 +362,7 @@ def _record_preprocess(summary: RunSummary, stage: StageReport, result: Any, rat
         str(k): int(v) for k, v in dict(data.get("quarantined_by_reason") or {}).items()
     }
     stage.rows = dict(summary.buckets)
+    summary.preprocess_steps = dict(data.get("step_seconds") or {})
     files = [_as_dict(item) for item in data.get("file_quality") or []]
     summary.files = files
     if not data.get("did_work", True):
@@ -359,14 +397,14 @@ def _record_load(stage: StageReport, result: Any) -> None:
         stage.detail = "loaded as " + ", ".join(formats)
 
 
-def _record_dbt(summary: RunSummary, stage: StageReport, result: DbtRunResult) -> None:
+def _record_dbt(summary: RunSummary, stage: StageReport, result: BuildResult) -> None:
     summary.dbt_counts = result.counts()
     summary.dbt_nodes = [
         {
             "node": node.unique_id,
             "type": node.resource_type,
             "status": node.status,
-            "seconds": round(node.execution_time, 2),
+            "seconds": round(node.seconds, 2),
             "message": node.message or "",
         }
         for node in result.nodes
@@ -463,19 +501,9 @@ def retail_elt(
                 "PII_HASH_KEY is not set: using the DEMO key (ELT_DEMO=1). "
                 "Never do this with real customers' data."
             )
-        # dbt imports and parses the project while the stages before it work.
-        with PreparedDbt(env=settings.dbt_env()) as prepared:
-            _run_stages(
-                summary,
-                settings,
-                source,
-                options,
-                pii_key,
-                pipelines_dir,
-                prepared,
-                full_refresh,
-                skip_publish,
-            )
+        _run_stages(
+            summary, settings, source, options, pii_key, pipelines_dir, full_refresh, skip_publish
+        )
         summary.success = True
     except BaseException as exc:
         summary.error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -495,13 +523,9 @@ def _run_stages(
     options: dict[str, Any],
     pii_key: str,
     pipelines_dir: str,
-    prepared: PreparedDbt,
     full_refresh: bool,
     skip_publish: bool,
 ) -> None:
-    build_state = BuildState(
-        prepared.target, warehouse_fingerprint(settings.dbt_env()), prepared.project_dir
-    )
 
     def do_extract(stage: StageReport) -> None:
         _record_extract(
@@ -520,25 +544,28 @@ def _run_stages(
         _record_preprocess(summary, stage, result, settings.duplicate_alert_ratio)
 
     def do_load(stage: StageReport) -> None:
-        build_state.before_load()
-        result = load(settings, options, pipelines_dir)
-        build_state.after_load(changed_sources(_as_dict(result).get("tables_changed") or {}))
-        _record_load(stage, result)
+        _record_load(stage, load(settings, options, pipelines_dir))
 
     def do_transform(stage: StageReport) -> None:
-        plan = build_state.plan(list(PRODUCTION_BUILD), full_refresh=full_refresh)
-        summary.dbt_plan = plan.summary
-        get_run_logger().info("dbt builds %s", plan.summary)
-        result: DbtRunResult | None = None
+        warehouse = Warehouse(
+            settings.target,
+            os.path.abspath(settings.duckdb_path),
+            settings.postgres_dsn.get_secret_value(),
+        )
         try:
-            result = transform(plan.args, prepared)
+            result, plan, freshness = transform(
+                DbtProject(settings.dbt_env()), warehouse, full_refresh=full_refresh
+            )
         except DbtBuildFailed as exc:
+            summary.dbt_plan = exc.plan
             _record_dbt(summary, stage, exc.result)
             raise
-        finally:
-            # A failed build (a failing node, or dbt not finishing) is recorded too: its
-            # changes stay pending and the next build creates the staging views again.
-            build_state.after_build(result is not None and result.success)
+        summary.dbt_plan = plan
+        summary.stale_sources = [
+            f"{item.source}: last new rows {item.max_loaded_at}, {item.age_days:.1f} days ago"
+            for item in freshness
+            if item.status == "warn" and item.age_days is not None
+        ]
         _record_dbt(summary, stage, result)
 
     def do_publish(stage: StageReport) -> None:
@@ -563,22 +590,23 @@ def _run_stages(
 
 
 def _send_run_alerts(summary: RunSummary, settings: Settings) -> None:
-    """Duplicate-ratio and failed-file alerts; they do not fail the run."""
-    if summary.alerts:
-        send_alert(
-            Alert(
-                title=f"{FLOW_NAME}: {len(summary.alerts)} deliveries with a duplicate ratio "
-                f"above {settings.duplicate_alert_ratio}",
-                details="\n".join(summary.alerts),
-            ),
-            settings.alert_webhook_url,
-        )
-    if summary.failed_files:
-        send_alert(
-            Alert(
-                title=f"{FLOW_NAME}: {len(summary.failed_files)} files could not be read "
-                "and were quarantined",
-                details="\n".join(f"{f['file_name']}: {f['reason']}" for f in summary.failed_files),
-            ),
-            settings.alert_webhook_url,
-        )
+    """Freshness, duplicate-ratio and failed-file alerts (warnings: they do not fail the run)."""
+    alerts = [
+        (
+            f"no new delivery for more than {settings.freshness_warn_days} days",
+            summary.stale_sources,
+        ),
+        (
+            f"{len(summary.alerts)} deliveries with a duplicate ratio "
+            f"above {settings.duplicate_alert_ratio}",
+            summary.alerts,
+        ),
+        (
+            f"{len(summary.failed_files)} files could not be read and were quarantined",
+            [f"{f['file_name']}: {f['reason']}" for f in summary.failed_files],
+        ),
+    ]
+    for title, lines in alerts:
+        if lines:
+            alert = Alert(title=f"{FLOW_NAME}: {title}", details="\n".join(lines))
+            send_alert(alert, settings.alert_webhook_url)

@@ -28,15 +28,7 @@ def pg_server() -> Iterator[PostgresServer]:
 @pytest.fixture
 def postgres_dsn(pg_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database on the session's cluster; its DSN."""
-    import psycopg2
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = psycopg2.connect(pg_server.dsn())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'create database "{name}"')
-    conn.close()
-    yield pg_server.dsn(name)
+    yield pg_server.create_database()
 
 
 @pytest.fixture(scope="session")

@@ -95,17 +95,23 @@ def test_s3_settings_become_storage_options(
     }
 
 
-def test_dbt_env_splits_the_dsn_and_carries_the_alert_ratio(
+def test_dbt_env_is_the_public_settings_and_carries_the_alert_ratio(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = dbt_env_for("postgres", "w.duckdb", "postgresql://u:p%40ss@db.local:6543/wh", "UTC")
-    assert env["ELT_PG_HOST"] == "db.local"
-    assert env["ELT_PG_PORT"] == "6543"
-    assert (env["ELT_PG_USER"], env["ELT_PG_PASSWORD"]) == ("u", "p@ss")
-    assert env["ELT_PG_DATABASE"] == "wh"
-    assert env["ELT_DUCKDB_PATH"] == str(clean_env / "w.duckdb")
+    """dbt's profile reads the pipeline's own settings (tests/dbt/test_profile.py runs it)."""
+    dsn = "postgresql://u:p%40ss@db.local:6543/wh"
+    env = dbt_env_for("postgres", "w.duckdb", dsn, "UTC")
+    assert env == {
+        "ELT_TARGET": "postgres",
+        "ELT_DUCKDB_PATH": str(clean_env / "w.duckdb"),
+        "ELT_POSTGRES_DSN": dsn,
+        "ELT_TIMEZONE": "UTC",
+    }
     monkeypatch.setenv("ELT_DUPLICATE_ALERT_RATIO", "0.3")
     monkeypatch.setenv("ELT_DBT_THREADS", "4")
+    monkeypatch.setenv("ELT_FRESHNESS_WARN_DAYS", "10")
     dbt_env = Settings().dbt_env()
     assert dbt_env["ELT_DUPLICATE_ALERT_RATIO"] == "0.3"
     assert dbt_env["ELT_DBT_THREADS"] == "4"
+    assert dbt_env["ELT_FRESHNESS_WARN_DAYS"] == "10"
+    assert not any(name.startswith("ELT_PG_") for name in dbt_env)

@@ -173,9 +173,9 @@ def test_harness_measures_every_stage(bench_results: tuple[int, Path]) -> None:
     assert "daily_sales" not in floor["dbt"]["plan"]
     nodes = {
         name: sum(info["counts"].values())
-        for name, info in (("full", dbt), ("floor", floor["dbt"]))
+        for name, info in (("full", dbt), ("new day", new_day), ("floor", floor["dbt"]))
     }
-    assert 0 < nodes["floor"] < nodes["full"]
+    assert 0 < nodes["floor"] < nodes["new day"] < nodes["full"]
 
 
 @pytest.mark.slow

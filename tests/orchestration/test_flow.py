@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,6 @@ from typing import Any
 import pytest
 
 import generator
-from elt_settings import get_settings
-from orchestration.dbt_runner import DBT_PROJECT_DIR, PRODUCTION_BUILD
-from orchestration.dbt_state import BuildState, warehouse_fingerprint
 from orchestration.flow import RunSummary, retail_elt
 from tests.support.webhook import webhook_server
 
@@ -62,6 +62,41 @@ def _flow_artifacts(flow_run_id: Any) -> dict[str, Any]:
         return {artifact.key: artifact.data for artifact in artifacts}
 
     return asyncio.run(read())
+
+
+def _task_runs(flow_run_id: Any, expected: int = 0) -> dict[str, str]:
+    """The task runs of a flow run, read back through the Prefect API: name -> state type.
+
+    The server records task runs from their events, a moment after they happen: waits (up
+    to 30 s) until ``expected`` task runs are recorded in a final state.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async def read() -> dict[str, str]:
+        deadline = time.monotonic() + 30
+        async with get_client() as client:
+            while True:
+                runs = await client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                    limit=200,
+                )
+                final = [run for run in runs if run.state and run.state.is_final()]
+                if len(final) >= expected or time.monotonic() > deadline:
+                    return {run.name: run.state_type.value for run in runs}
+                await asyncio.sleep(0.5)
+
+    return asyncio.run(read())
+
+
+@contextmanager
+def _after_a_first_run(url: str, elt_env: Any) -> Iterator[tuple[Any, Any]]:
+    """A webhook receiving the alerts, and a first successful run of the drop at ``url``."""
+    with webhook_server() as hook:
+        elt_env(ELT_SOURCE_URL=url, ELT_ALERT_WEBHOOK_URL=hook.url)
+        first = retail_elt(return_state=True, skip_publish=True)
+        assert first.is_completed(), first.message
+        yield hook, first
 
 
 def _assert_marts_match_manifest(target: str, where: str, manifest: dict[str, Any]) -> None:
@@ -164,6 +199,18 @@ def test_flow_on_duckdb_reconciles_with_the_manifest_and_alerts(
         warned = [node for node, status in by_node.items() if status == "warn"]
         assert len(warned) == 1 and ".duplicate_ratio_at_most_alert_ratio" in warned[0]
 
+        # One Prefect task run per dbt node, named after it, completed (the warning too).
+        n_nodes = len([node for node in summary.dbt_nodes if node["type"] != "operation"])
+        tasks = _task_runs(state.state_details.flow_run_id, expected=n_nodes)
+        for node in summary.dbt_nodes:
+            uid = node["node"]
+            if node["type"] == "operation":
+                continue  # the project's hooks: dbt runs them around the nodes
+            name = uid.split(".")[2] if uid.startswith("test.") else uid.split(".")[-1]
+            assert tasks[f"{node['type']} {name}"] == "COMPLETED", uid
+        node_tasks = [t for t in tasks if t.split(" ")[0] in {n["type"] for n in summary.dbt_nodes}]
+        assert len(node_tasks) == n_nodes > 100
+
         # A second run finds nothing new: the marts stay identical.
         before = _query(
             "duckdb",
@@ -192,69 +239,6 @@ def test_flow_on_duckdb_reconciles_with_the_manifest_and_alerts(
         assert after == before
 
 
-def _marts(path: str) -> dict[str, list[tuple]]:
-    names = [
-        row[0]
-        for row in _query(
-            "duckdb",
-            path,
-            "select table_name from information_schema.tables where table_schema = 'marts'",
-        )
-    ]
-    return {name: sorted(_query("duckdb", path, f"from marts.{name}"), key=str) for name in names}
-
-
-def test_a_new_day_builds_what_it_reaches_and_equals_a_full_build(
-    drop: tuple[str, dict[str, Any]], elt_env, tmp_path: Path
-) -> None:
-    """The next run after a new delivery day selects the dbt nodes the day's data reaches;
-    the marts then reconcile with the generator's truth and equal a full rebuild."""
-    import shutil
-
-    from elt_settings import get_settings
-    from orchestration.dbt_runner import PRODUCTION_BUILD, run_dbt
-
-    url = str(tmp_path / "source")
-    shutil.copytree(drop[0], url)
-    shutil.copyfile(drop[0] + ".manifest.json", url + ".manifest.json")
-    warehouse = str(tmp_path / "warehouse.duckdb")
-    elt_env(ELT_SOURCE_URL=url)
-    first = retail_elt(return_state=True, skip_publish=True)
-    assert first.is_completed(), first.message
-    full_nodes = {row["node"] for row in first.result().dbt_nodes}
-
-    manifest = generator.append_days(url, 1)
-    state = retail_elt(return_state=True, skip_publish=True)
-    assert state.is_completed(), state.message
-    summary: RunSummary = state.result()
-    assert summary.dbt_plan.startswith("a selection"), summary.to_markdown()
-    rebuilt = {row["node"] for row in summary.dbt_nodes}
-    # The day delivered sales and customers: the fact, the customer branch and their tests.
-    for node in (
-        "model.retail_elt.fct_daily_sales",
-        "model.retail_elt.sales_by_region_product",
-        "model.retail_elt.dim_customers",
-        "snapshot.retail_elt.snap_customers",
-    ):
-        assert node in rebuilt
-    # No store or product document came: their history and snapshots are not rebuilt (the
-    # dims are: they list the unknown stores and products the new sales refer to).
-    for node in (
-        "model.retail_elt.int_stores_historized",
-        "model.retail_elt.int_products_filtered_to_current",
-        "snapshot.retail_elt.snap_stores",
-        "snapshot.retail_elt.snap_products",
-    ):
-        assert node in full_nodes and node not in rebuilt
-    assert any(node.startswith("test.") for node in rebuilt)
-    _assert_marts_match_manifest("duckdb", warehouse, manifest)
-
-    selective = _marts(warehouse)
-    rebuild = run_dbt([*PRODUCTION_BUILD, "--full-refresh"], env=get_settings().dbt_env())
-    assert rebuild.success, rebuild.failure_report()
-    assert _marts(warehouse) == selective
-
-
 def test_a_failing_dbt_test_fails_the_flow_by_name_and_alerts(
     drop: tuple[str, dict[str, Any]], elt_env, tmp_path: Path
 ) -> None:
@@ -262,10 +246,7 @@ def test_a_failing_dbt_test_fails_the_flow_by_name_and_alerts(
     import duckdb
 
     url, _ = drop
-    with webhook_server() as hook:
-        elt_env(ELT_SOURCE_URL=url, ELT_ALERT_WEBHOOK_URL=hook.url)
-        first = retail_elt(return_state=True, skip_publish=True)
-        assert first.is_completed(), first.message
+    with _after_a_first_run(url, elt_env) as (hook, _):
         with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
             con.execute(
                 "update raw_sales.daily_sales set revenue = -revenue "
@@ -274,18 +255,51 @@ def test_a_failing_dbt_test_fails_the_flow_by_name_and_alerts(
         # Written by hand, not by the load: only a full build (every node) tests it again.
         failed = retail_elt(return_state=True, skip_publish=True, full_refresh=True)
         assert failed.is_failed()
+        test = "column_rules_stg_sales__daily_sales"
         # The failing test is named, with its compiled SQL, in the flow's result.
-        assert "column_rules_stg_sales__daily_sales" in str(failed.message)
+        assert test in str(failed.message)
         assert "compiled SQL" in str(failed.message)
         assert "select" in str(failed.message).lower()
         failure_alerts = [t for t in hook.texts() if "failed" in t and "retail-elt run" in t]
         assert failure_alerts, hook.texts()
-        assert "column_rules_stg_sales__daily_sales" in failure_alerts[-1]
-        # The failed build is recorded: the next run builds what it left, views included.
-        fingerprint = warehouse_fingerprint(get_settings().dbt_env())
-        state = BuildState(DBT_PROJECT_DIR / "target", fingerprint)
-        plan = state.plan(list(PRODUCTION_BUILD))
-        assert not plan.full and "views created again" in plan.reason
+        assert test in failure_alerts[-1]
+        # ... in the run's summary, and as the one failed task run of the flow run.
+        artifacts = _flow_artifacts(failed.state_details.flow_run_id)
+        assert "FAILED" in artifacts["run-summary"]
+        assert f"test {test}: " in artifacts["run-summary"]
+        from orchestration.dbt_runner import DBT_PROJECT_DIR, read_run_results
+
+        ran = read_run_results(DBT_PROJECT_DIR / "target")
+        ran = [n for n in ran if n.resource_type != "operation" and n.status != "skipped"]
+        tasks = _task_runs(failed.state_details.flow_run_id, expected=len(ran))
+        failing = sorted(f"test {n.name}" for n in ran if n.failed)
+        assert f"test {test}" in failing
+        assert sorted(name for name, kind in tasks.items() if kind == "FAILED") == failing, tasks
+
+
+def test_no_delivery_for_longer_than_the_setting_warns_in_the_summary_and_alerts(
+    drop: tuple[str, dict[str, Any]], elt_env, tmp_path: Path
+) -> None:
+    """dbt source freshness runs in the flow: a delivery log 10 days old is a warning."""
+    import duckdb
+
+    url, _ = drop
+    with _after_a_first_run(url, elt_env) as (hook, first):
+        assert first.result().stale_sources == []
+        assert not any("no new delivery" in t for t in hook.texts())
+
+        # The last files were delivered ten days ago (their loads say so).
+        ten_days_ago = f"{time.time() - 10 * 86400:.6f}"
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+            con.execute("update raw_shop.delivered_files set _dlt_load_id = ?", [ten_days_ago])
+        again = retail_elt(return_state=True, skip_publish=True)
+        assert again.is_completed(), again.message  # a warning, not a failure
+        summary: RunSummary = again.result()
+        assert [s.split(":")[0] for s in summary.stale_sources] == ["shop.delivered_files"]
+        assert "10.0 days ago" in summary.stale_sources[0]
+        assert "No new delivery" in summary.to_markdown()
+        alerts = [t for t in hook.texts() if "no new delivery for more than 8 days" in t]
+        assert alerts and "shop.delivered_files" in alerts[0]
 
 
 @pytest.mark.postgres

@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+#: The role of the test cluster that authenticates with a password (the others: trust).
+PASSWORD_ROLE = "elt_with_password"
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -43,6 +46,22 @@ class PostgresServer:
         if password:
             auth = f"{auth}:{password}"
         return f"postgresql://{auth}@{self.host}:{self.port}/{database}"
+
+    def create_database(self, template: str | None = None) -> str:
+        """A new database (empty, or a copy of ``template``); its DSN."""
+        import uuid
+
+        import psycopg2
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        conn = psycopg2.connect(self.dsn())
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(
+                f'create database "{name}"' + (f' template "{template}"' if template else "")
+            )
+        conn.close()
+        return self.dsn(name)
 
 
 @contextmanager
@@ -82,6 +101,13 @@ def postgres_server() -> Iterator[PostgresServer]:
         check=True,
         capture_output=True,
     )
+    # One role that must give its password (scram-sha-256): the tests of dbt's profile
+    # check that the password read from ELT_POSTGRES_DSN is the right one.
+    hba = os.path.join(data_dir, "pg_hba.conf")
+    with open(hba, encoding="utf-8") as handle:
+        rules = handle.read()
+    with open(hba, "w", encoding="utf-8") as handle:
+        handle.write(f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n{rules}")
     opts = (
         f"-h 127.0.0.1 -p {port} -k {base} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
