@@ -64,11 +64,12 @@ docs: install ## Generate the dbt docs and serve them on http://localhost:8080
 	$(RUN) elt docs
 
 .PHONY: serve
-serve: install ## Serve the scheduled deployment (weekly, Tuesday 12:45 Moscow time by default)
+serve: install ## Serve the scheduled deployment on PREFECT_API_URL's server (weekly, Tuesday 12:45 Moscow time by default)
 	$(RUN) elt serve
 
 .PHONY: deploy
-deploy: install ## Register the weekly deployment of prefect.yaml on PREFECT_API_URL's server (work pool elt-pool)
+deploy: install ## Register prefect.yaml's weekly deployment on PREFECT_API_URL's server (then: prefect worker start --pool elt-pool)
+	@$(RUN) python -c "from prefect.settings import get_current_settings as s; raise SystemExit(0 if s().api.url else 'make deploy needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)')"
 	$(RUN) prefect work-pool create elt-pool --type process --overwrite
 	ELT_SCHEDULE_CRON="$${ELT_SCHEDULE_CRON:-45 12 * * 2}" \
 	ELT_SCHEDULE_TIMEZONE="$${ELT_SCHEDULE_TIMEZONE:-Europe/Moscow}" \

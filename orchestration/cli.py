@@ -234,9 +234,24 @@ def serve(
     ] = None,
     name: Annotated[str, typer.Option(help="The deployment's name.")] = "weekly",
 ) -> None:
-    """Serve the flow as a scheduled deployment (weekly, Tuesday 12:45 Moscow time by default)."""
+    """Serve the flow as a scheduled deployment (weekly, Tuesday 12:45 Moscow time by default).
+
+    Needs a Prefect server (PREFECT_API_URL): the server's scheduler creates the runs, which
+    this process then runs, one at a time.
+    """
+    from prefect.settings import get_current_settings
+
     from orchestration.deploy import serve_deployment
 
+    if not get_current_settings().api.url:
+        typer.secho(
+            "elt serve needs a Prefect server to schedule the runs: start one "
+            "(prefect server start, or make up) and set PREFECT_API_URL, e.g. "
+            "http://127.0.0.1:4200/api",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
     settings = _settings()
     serve_deployment(
         name=name,

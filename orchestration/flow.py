@@ -8,6 +8,7 @@ cannot help (dbt tests, bad data). Settings are read here, once, and passed to t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -260,8 +261,10 @@ def transform(
         DbtBuildFailed: a node failed, or dbt could not run.
     """
     log = get_run_logger()
+    marks = [time.perf_counter()]
     project.parse()
     freshness = source_freshness(project)
+    marks.append(time.perf_counter())
     with tempfile.TemporaryDirectory(prefix="elt-dbt-state-") as folder:
         state_dbt = warehouse.read_state(Path(folder))
         missing: list[str] = []
@@ -280,7 +283,9 @@ def transform(
             full_refresh=full_refresh,
         )
         log.info("dbt builds %s", plan.summary)
+        marks.append(time.perf_counter())
         result = project.build(plan.args)
+        marks.append(time.perf_counter())
     for node in result.failed_nodes + result.warned_nodes:
         level = logging.ERROR if node.failed else logging.WARNING
         log.log(
@@ -294,6 +299,13 @@ def transform(
     if not result.success:
         raise DbtBuildFailed(result, plan.summary)
     warehouse.save_state(project.target_path)
+    parse_and_freshness, plan_seconds, build = (b - a for a, b in itertools.pairwise(marks))
+    log.info(
+        "dbt stage: parse and freshness %.1f s, plan %.1f s, build %.1f s",
+        parse_and_freshness,
+        plan_seconds,
+        build,
+    )
     return result, plan.summary, freshness
 
 

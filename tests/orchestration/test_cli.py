@@ -61,6 +61,14 @@ def test_run_refuses_to_start_without_a_pii_key(elt_env, monkeypatch: pytest.Mon
     assert "PII_HASH_KEY is not set" in result.output
 
 
+def test_serve_without_a_prefect_server_says_so_and_exits_2(elt_env) -> None:
+    """Without a server nothing would ever create the scheduled runs: refuse to start."""
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "elt serve needs a Prefect server" in result.output
+    assert "PREFECT_API_URL" in result.output
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_run_exits_non_zero_when_the_run_fails(
     elt_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
