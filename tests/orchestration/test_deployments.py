@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 import generator
+from tests.orchestration.test_flow import _assert_marts_match_manifest
 from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,16 +188,9 @@ def _assert_weekly_tuesday_moscow(runs: list[Any]) -> None:
     assert {run.auto_scheduled for run in runs} == {True}
 
 
-def _sales_in_marts(warehouse: Path) -> int:
-    import duckdb
-
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return int(con.execute("select sum(n_sales) from marts.fct_daily_sales").fetchone()[0])
-
-
 def _assert_the_run_reconciled(flow_run: Any, log: Path, tmp_path: Path, manifest: dict) -> None:
     assert flow_run.state.is_completed(), log.read_text()[-3000:]
-    assert _sales_in_marts(tmp_path / "warehouse.duckdb") == manifest["totals"]["n_sales"]
+    _assert_marts_match_manifest("duckdb", str(tmp_path / "warehouse.duckdb"), manifest)
 
 
 def test_elt_serve_gets_scheduled_runs_and_runs_one_through_the_server(

@@ -211,6 +211,15 @@ def test_flow_on_duckdb_reconciles_with_the_manifest_and_alerts(
         node_tasks = [t for t in tasks if t.split(" ")[0] in {n["type"] for n in summary.dbt_nodes}]
         assert len(node_tasks) == n_nodes > 100
 
+        # A run into another warehouse from the same checkout and lake (each warehouse keeps
+        # its own record of its last build: the first one's next run still selects).
+        elt_env(ELT_DUCKDB_PATH=str(tmp_path / "other.duckdb"))
+        other = retail_elt(return_state=True, skip_publish=True)
+        assert other.is_completed(), other.message
+        assert other.result().dbt_plan.startswith("every node")
+        _assert_marts_match_manifest("duckdb", str(tmp_path / "other.duckdb"), manifest)
+        elt_env(ELT_DUCKDB_PATH=str(tmp_path / "warehouse.duckdb"))
+
         # A second run finds nothing new: the marts stay identical.
         before = _query(
             "duckdb",
