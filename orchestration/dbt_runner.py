@@ -235,7 +235,9 @@ class DbtProject:
             "--log-path",
             str(self.log_path),
             "--log-level",
-            "none",  # dbt's lines go to the Prefect loggers (and dbt's log file)
+            "none",  # dbt's lines go to the Prefect loggers, not to the terminal
+            "--log-level-file",
+            "debug",  # and to dbt's own log file, as with dbt by hand
             "--no-use-colors",
         ]
 
