@@ -220,6 +220,11 @@ def run(
             Path(summary_json).write_text(data, encoding="utf-8")
         typer.echo("\n" + summary.to_markdown())
         return
+    from orchestration.run_lock import RunLocked
+
+    if isinstance(summary, RunLocked):
+        typer.secho(str(summary), fg="red", err=True)
+        raise typer.Exit(2)
     typer.secho(f"\nThe run failed: {state.message}", fg="red", err=True)
     raise typer.Exit(1)
 

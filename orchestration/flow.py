@@ -22,15 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from elt_settings import Settings, get_settings
 from orchestration.alerts import Alert, send_alert
 from orchestration.dbt_runner import PRODUCTION_BUILD, BuildResult, DbtProject, SourceFreshness
 from orchestration.dbt_state import Warehouse, fresher_sources, missing_relations, plan_build
 from orchestration.retry import retry_if_transient
+from orchestration.run_lock import RunLocked, lake_lock
 
 logger = logging.getLogger(__name__)
 
@@ -500,10 +502,28 @@ def retail_elt(
     Returns:
         The run's summary (also published as Prefect artifacts).
     """
-    log = get_run_logger()
     settings = get_settings()
-    source = source_url or settings.source_url
     options = settings.storage_options()
+    try:
+        with lake_lock(
+            settings.lake_url, options, runtime.flow_run.name, settings.run_lock_wait_seconds
+        ):
+            return _run_under_lock(settings, options, source_url, full_refresh, skip_publish)
+    except RunLocked as exc:
+        # Nothing was done: a failed run with one line (no traceback, no summary).
+        get_run_logger().error("%s", exc)
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+
+
+def _run_under_lock(
+    settings: Settings,
+    options: dict[str, Any],
+    source_url: str | None,
+    full_refresh: bool,
+    skip_publish: bool,
+) -> RunSummary:
+    log = get_run_logger()
+    source = source_url or settings.source_url
     summary = RunSummary(source_url=source, lake_url=settings.lake_url, target=settings.target)
     pipelines_dir = tempfile.mkdtemp(prefix="elt-dlt-")
     try:
