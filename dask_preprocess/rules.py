@@ -69,6 +69,12 @@ ORDER_COLUMNS: list[str] = ["delivery_day", "file_name", "line_number"]
 
 BUCKETS: tuple[str, ...] = ("valid", "duplicate", "superseded")
 
+# The instants a sale may have: their date is a representable date in UTC and in any time zone
+# (years 1 to 9999, which every tool on the way supports: Python, Arrow, DuckDB, Postgres),
+# hence a day's margin inside that range. A sale_ts outside it is quarantined as bad_sale_ts.
+FIRST_SALE_US = int((np.datetime64("0001-01-02", "us") - np.datetime64(0, "us")).astype("int64"))
+LAST_SALE_US = int((np.datetime64("9999-12-31", "us") - np.datetime64(0, "us")).astype("int64"))
+
 _TS_PATTERN = (
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?"
     r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)?"
@@ -167,13 +173,15 @@ def parse_instant_us(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 
     Returns:
         ``(values, ok)``: int64 microseconds since the epoch in UTC (0 where not ok) and the
-        mask of values that are ISO 8601 date-times of real calendar instants.
+        mask of values that are ISO 8601 date-times of real calendar instants, from
+        :data:`FIRST_SALE_US` (included) to :data:`LAST_SALE_US` (excluded).
     """
     text = _text(s)
     shaped = text.str.fullmatch(_TS_PATTERN)
     parsed = pd.to_datetime(text.where(shaped, None), format="ISO8601", utc=True, errors="coerce")
-    ok = shaped & parsed.notna()
     micros = parsed.dt.as_unit("us").astype("int64", copy=False) if len(parsed) else parsed
+    in_range = parsed.notna() & (micros >= FIRST_SALE_US) & (micros < LAST_SALE_US)
+    ok = shaped & in_range
     values = pd.Series(np.where(ok, micros, 0), index=s.index, dtype="int64")
     return values, ok.astype(bool)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import logging
+import os
 import posixpath
 import re
 import shutil
@@ -38,7 +39,7 @@ from fsspec import AbstractFileSystem
 
 from .documents import parse_documents
 from .pii import require_key
-from .sales_csv import UnreadableFileError, parse_sales_csv
+from .sales_csv import UnreadableFileError, parse_sales_csv, without_content
 from .storage import (
     dlt_filesystem_credentials,
     filesystem_for,
@@ -218,10 +219,12 @@ class _Quarantine:
         return target, f"{target}.reason.json"
 
     def put(
-        self, kind: str, file_name: str, data: bytes, reason: str, modified: dt.datetime
+        self, kind: str, file_name: str, data: bytes | None, reason: str, modified: dt.datetime
     ) -> None:
+        """Quarantine a file: its reason, and its bytes unless it holds personal data or was
+        not read (``data`` None: a link out of the drop)."""
         target, reason_path = self._paths(kind, file_name)
-        keep_bytes = kind not in PII_KINDS
+        keep_bytes = kind not in PII_KINDS and data is not None
         self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
         if keep_bytes:
             self.fs.pipe_file(target, data)
@@ -233,10 +236,12 @@ class _Quarantine:
             "reason": reason,
             "file_modified_at": modified.isoformat(),
             "quarantined_at": dt.datetime.now(dt.UTC).isoformat(),
-            "size_bytes": len(data),
+            "size_bytes": len(data or b""),
             "bytes_kept": keep_bytes,
         }
-        if not keep_bytes:
+        if data is None:
+            payload["note"] = "the file was not read"
+        elif not keep_bytes:
             payload["note"] = (
                 "the file holds personal data, which never enters the lake in plain text; "
                 "its bytes stay in the drop"
@@ -329,6 +334,19 @@ def _documents_as_arrow(records: list[dict[str, Any]], kind: str, load_id: str) 
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def _link_out_of_drop(item: FileItemDict) -> str | None:
+    """The failure reason of a local file that is a link to somewhere outside the drop (or
+    inside a linked folder that is): such a file is not read, whatever it points to."""
+    if not item["file_url"].startswith("file://"):
+        return None  # object stores have no links
+    path = item.local_file_path
+    root = path[: len(path) - len(item["relative_path"])]
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([real, real_root]) == real_root:
+        return None
+    return "link_outside_drop: the file is a link to a path outside the drop; it was not read"
+
+
 def _file_reader(kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStats) -> Any:
     """Build the transformer that reads new file versions of one kind."""
 
@@ -364,38 +382,40 @@ def _file_reader(kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStat
             previous = seen.get(file_name)
             if previous is not None and dt.datetime.fromisoformat(previous) >= modified:
                 continue
-            data = item.read_bytes()
-            rows_read, failure = 0, None
+            failure = _link_out_of_drop(item)
+            data = None if failure else item.read_bytes()
+            rows_read = 0
             try:
-                if kind == "sales":
-                    table = parse_sales_csv(
-                        data,
-                        file_name=file_name,
-                        delivery_date=delivery_date_of(file_name),
-                        file_modified_at=modified,
-                    )
-                    rows_read = table.num_rows
-                    table = table.append_column(
-                        "_dlt_load_id", pa.repeat(pa.scalar(load_id), rows_read)
-                    )
-                    if rows_read:
-                        pending.append(table)
-                else:
-                    records = parse_documents(
-                        data, kind=kind, file_name=file_name, file_modified_at=modified, key=key
-                    )
-                    rows_read = len(records)
-                    table = _documents_as_arrow(records, kind, load_id) if records else None
-                    if table is not None:
-                        pending.append(table)
+                if data is not None:
+                    if kind == "sales":
+                        table = parse_sales_csv(
+                            data,
+                            file_name=file_name,
+                            delivery_date=delivery_date_of(file_name),
+                            file_modified_at=modified,
+                        )
+                        rows_read = table.num_rows
+                        table = table.append_column(
+                            "_dlt_load_id", pa.repeat(pa.scalar(load_id), rows_read)
+                        )
+                        if rows_read:
+                            pending.append(table)
                     else:
-                        for start in range(0, len(records), _DOCUMENT_BATCH):
-                            yield _hinted(records[start : start + _DOCUMENT_BATCH], table_hints)
+                        records = parse_documents(
+                            data, kind=kind, file_name=file_name, file_modified_at=modified, key=key
+                        )
+                        rows_read = len(records)
+                        table = _documents_as_arrow(records, kind, load_id) if records else None
+                        if table is not None:
+                            pending.append(table)
+                        else:
+                            for start in range(0, len(records), _DOCUMENT_BATCH):
+                                yield _hinted(records[start : start + _DOCUMENT_BATCH], table_hints)
             except UnreadableFileError as exc:
                 failure = exc.reason
             except Exception as exc:  # a reader bug must not stop the other files
                 logger.exception("unexpected error reading %s", file_name)
-                failure = f"unreadable: {type(exc).__name__}: {exc}"
+                failure = f"unreadable: {type(exc).__name__}: {without_content(exc)}"
             if failure is None:
                 quarantine.clear(kind, file_name)
                 logger.info("read %s: %d rows", file_name, rows_read)
@@ -412,7 +432,7 @@ def _file_reader(kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStat
                         "kind": kind,
                         "delivery_date": delivery_date_of(file_name),
                         "file_modified_at": modified,
-                        "size_bytes": item.get("size_in_bytes", len(data)),
+                        "size_bytes": item.get("size_in_bytes", len(data or b"")),
                         "status": "loaded" if failure is None else "failed",
                         "failure_reason": failure,
                         "rows_read": rows_read,

@@ -13,6 +13,7 @@ import datetime as dt
 import gzip
 import io
 import logging
+import re
 import zlib
 
 import numpy as np
@@ -52,6 +53,15 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 
 
+def without_content(exc: BaseException) -> str:
+    """An error's message without the file's text it may quote (Arrow quotes the offending
+    row, gzip the first bytes): failure reasons go into summaries and alerts."""
+    message = str(exc)
+    if message.startswith("CSV parse error:"):
+        return ": ".join(message.split(": ")[:2])
+    return re.sub(r"\s*\(b['\"].*['\"]\)$", "", message)
+
+
 class UnreadableFileError(Exception):
     """A delivered file that cannot be read at all; ``reason`` says why."""
 
@@ -77,7 +87,7 @@ def decompress(data: bytes, file_name: str) -> bytes:
         try:
             return gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
-            raise UnreadableFileError(f"corrupt_gzip: {exc}") from exc
+            raise UnreadableFileError(f"corrupt_gzip: {without_content(exc)}") from exc
     return data
 
 
@@ -120,9 +130,11 @@ def _check_header(text: bytes) -> None:
     except csv.Error as exc:
         raise UnreadableFileError(f"not_csv: {exc}") from exc
     if tuple(header) != SALES_COLUMNS:
-        shown = ",".join(header)[:200]
+        # Say how it differs, never what it holds: the reason goes to summaries and alerts.
         raise UnreadableFileError(
-            f"wrong_header: expected {','.join(SALES_COLUMNS)!r}, got {shown!r}"
+            f"wrong_header: expected the {len(SALES_COLUMNS)} columns "
+            f"{','.join(SALES_COLUMNS)}; the first line has {len(header)} fields and "
+            f"{sum(name in SALES_COLUMNS for name in header)} of these names"
         )
 
 
@@ -171,7 +183,7 @@ def parse_sales_csv(
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise UnreadableFileError(f"not_csv: {exc}") from exc
+        raise UnreadableFileError(f"not_csv: {without_content(exc)}") from exc
 
     starts = record_start_lines(text)
     n_good, n_bad = table.num_rows, len(malformed)
