@@ -1,8 +1,9 @@
--- Every date a sale has, on a calendar of consecutive days: from the first to the last sale
--- date of the var('dim_dates_max_days') days (20 years) that end at the newest sale date not
--- more than a year ahead of today. A sale date outside those (the contract allows any sale_ts,
--- e.g. a mistyped year 2620 or 1026) gets a row of its own: every sale date has its dimension
--- row, and the calendar does not grow by centuries for one odd row.
+-- Every date a sale has, on a calendar of consecutive days: from the first
+-- to the last sale date of the var('dim_dates_max_days') days (20 years) that
+-- end at the newest sale date not more than a year ahead of today. A sale date
+-- outside those (the contract allows any sale_ts, e.g. a mistyped year 2620 or
+-- 1026) gets a row of its own: every sale date has its dimension row, and the
+-- calendar does not grow by centuries for one odd row.
 with
 
 daily_sales as (
@@ -14,19 +15,25 @@ sale_dates as (
 ),
 
 calendar_end as (
-    select coalesce(
-        max(case
-            when sale_date <= {{ dbt.dateadd('day', 366, 'current_date') }} then sale_date
-        end),
-        max(sale_date)
-    ) as last_date
+    select
+        coalesce(
+            max(
+                case
+                    when
+                        sale_date
+                        <= {{ dbt.dateadd('day', 366, 'current_date') }}
+                        then sale_date
+                end
+            ),
+            max(sale_date)
+        ) as last_date
     from sale_dates
 ),
 
 calendar_bounds as (
     select
-        min(sale_dates.sale_date) as first_date,
-        calendar_end.last_date
+        calendar_end.last_date,
+        min(sale_dates.sale_date) as first_date
     from sale_dates
     cross join calendar_end
     where
