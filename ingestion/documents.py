@@ -12,7 +12,12 @@ import json
 from decimal import Decimal
 from typing import Any, Literal
 
-from .pii import CUSTOMER_PII_FIELDS, STORE_MANAGER_PII_FIELDS, pseudonymize_fields
+from .pii import (
+    CUSTOMER_PII_FIELDS,
+    STORE_MANAGER_PII_FIELDS,
+    pseudonymize_fields,
+    pseudonymize_undeclared,
+)
 from .sales_csv import UnreadableFileError, decompress
 
 DocumentKind = Literal["stores", "products", "customers"]
@@ -50,7 +55,52 @@ def _check_object(obj: Any, kind: str, where: str) -> dict[str, Any]:
     return obj
 
 
-def _pseudonymize(record: dict[str, Any], kind: str, key: bytes) -> None:
+#: The fields the contract (§2) names, per kind; a nested object maps to its own fields. Any
+#: other field is kept only pseudonymized (see :func:`pseudonymize_undeclared`).
+DECLARED_FIELDS: dict[str, dict[str, Any]] = {
+    "stores": {
+        "store_id": None,
+        "name": None,
+        "format": None,
+        "region": None,
+        "city": None,
+        "address": {"street": None, "postcode": None},
+        "opened_on": None,
+        "manager": {"name": None, "phone": None, "email": None},
+        "updated_at": None,
+    },
+    "products": dict.fromkeys(
+        [
+            "product_id",
+            "name",
+            "category",
+            "brand",
+            "supplier",
+            "unit_price",
+            "currency",
+            "updated_at",
+        ]
+    ),
+    "customers": dict.fromkeys(
+        [
+            "customer_id",
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "birth_date",
+            "gender",
+            "city",
+            "home_store_id",
+            "registered_at",
+            "updated_at",
+        ]
+    ),
+}
+
+
+def _pseudonymize(record: dict[str, Any], kind: str, key: bytes, undeclared: set[str]) -> None:
+    undeclared.update(pseudonymize_undeclared(record, DECLARED_FIELDS[kind], key))
     if kind == "customers":
         pseudonymize_fields(record, CUSTOMER_PII_FIELDS, key)
     elif kind == "stores":
@@ -70,6 +120,7 @@ def parse_documents(
     file_name: str,
     file_modified_at: dt.datetime,
     key: bytes,
+    undeclared: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Parse a document file into pseudonymized records with their lineage.
 
@@ -83,6 +134,8 @@ def parse_documents(
         file_name: path relative to the drop.
         file_modified_at: the version's modification time (timezone-aware).
         key: the PII key as bytes.
+        undeclared: collects the names of the fields the contract does not name (kept only
+            pseudonymized, as ``undeclared__<field>_hash`` and ``..._masked``).
 
     Returns:
         The records, each with ``_file_name``, ``_file_modified_at`` and ``_line_number``
@@ -92,21 +145,18 @@ def parse_documents(
         UnreadableFileError: not UTF-8, invalid JSON, not an object, or no id.
     """
     text = _decode(data, file_name)
-    records: list[dict[str, Any]] = []
+    numbered: list[tuple[int, dict[str, Any]]] = []
     if kind == "customers":
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             where = f"line {number}"
-            record = _check_object(_loads(line, where), kind, where)
-            record["_line_number"] = number
-            records.append(record)
+            numbered.append((number, _check_object(_loads(line, where), kind, where)))
     else:
-        record = _check_object(_loads(text, "document"), kind, "document")
-        record["_line_number"] = 1
-        records.append(record)
-    for record in records:
-        _pseudonymize(record, kind, key)
+        numbered.append((1, _check_object(_loads(text, "document"), kind, "document")))
+    for number, record in numbered:
+        _pseudonymize(record, kind, key, undeclared if undeclared is not None else set())
+        record["_line_number"] = number
         record["_file_name"] = file_name
         record["_file_modified_at"] = file_modified_at
-    return records
+    return [record for _, record in numbered]

@@ -162,6 +162,9 @@ class ExtractResult:
     rows_written: dict[str, int] = field(default_factory=dict)
     """Rows written to the lake per table (dlt's normalize counts, dlt tables excluded)."""
     failed_files: list[FailedFile] = field(default_factory=list)
+    undeclared_fields: dict[str, list[str]] = field(default_factory=dict)
+    """Per kind, the fields the contract does not name that this run met (kept only
+    pseudonymized: ``undeclared__<field>_hash`` and ``_masked``)."""
     load_ids: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -176,6 +179,7 @@ class _RunStats:
     files_read: dict[str, int] = field(default_factory=dict)
     files_loaded: dict[str, int] = field(default_factory=dict)
     failed: list[FailedFile] = field(default_factory=list)
+    undeclared: dict[str, set[str]] = field(default_factory=dict)
 
     def count(self, kind: str, ok: bool) -> None:
         self.files_read[kind] = self.files_read.get(kind, 0) + 1
@@ -221,10 +225,12 @@ class _Quarantine:
     def put(
         self, kind: str, file_name: str, data: bytes | None, reason: str, modified: dt.datetime
     ) -> None:
-        """Quarantine a file: its reason, and its bytes unless it holds personal data or was
-        not read (``data`` None: a link out of the drop)."""
+        """Quarantine a file: its reason, and its bytes unless it holds personal data, was not
+        read (``data`` None: a link out of the drop), or has columns the contract does not
+        name (a wrong header: they may hold anything)."""
         target, reason_path = self._paths(kind, file_name)
-        keep_bytes = kind not in PII_KINDS and data is not None
+        unknown_columns = reason.startswith("wrong_header")
+        keep_bytes = kind not in PII_KINDS and data is not None and not unknown_columns
         self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
         if keep_bytes:
             self.fs.pipe_file(target, data)
@@ -241,6 +247,11 @@ class _Quarantine:
         }
         if data is None:
             payload["note"] = "the file was not read"
+        elif unknown_columns:
+            payload["note"] = (
+                "its columns are not the contract's and may hold personal data: its bytes stay "
+                "in the drop"
+            )
         elif not keep_bytes:
             payload["note"] = (
                 "the file holds personal data, which never enters the lake in plain text; "
@@ -402,7 +413,12 @@ def _file_reader(kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStat
                             pending.append(table)
                     else:
                         records = parse_documents(
-                            data, kind=kind, file_name=file_name, file_modified_at=modified, key=key
+                            data,
+                            kind=kind,
+                            file_name=file_name,
+                            file_modified_at=modified,
+                            key=key,
+                            undeclared=stats.undeclared.setdefault(kind, set()),
                         )
                         rows_read = len(records)
                         table = _documents_as_arrow(records, kind, load_id) if records else None
@@ -545,6 +561,7 @@ def extract_to_lake(
         files_loaded=dict(stats.files_loaded),
         rows_written={t: n for t, n in row_counts.items() if not t.startswith("_dlt")},
         failed_files=list(stats.failed),
+        undeclared_fields={k: sorted(v) for k, v in stats.undeclared.items() if v},
         load_ids=list(info.loads_ids),
         duration_s=time.monotonic() - started,
     )

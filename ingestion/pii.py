@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -206,3 +207,72 @@ def pseudonymize_fields(record: dict[str, Any], fields: Mapping[str, PiiKind], k
         hashed, masked = pseudonymize(record.pop(field, None), kind, key)
         record[f"{field}_hash"] = hashed
         record[f"{field}_masked"] = masked
+
+
+_EMAIL_SHAPED = re.compile(r"[^@\s]+@[^@\s]+")
+_PHONE_SHAPED = re.compile(r"[+\d\s().-]+")
+
+#: Where the undeclared fields of a record go: one flat group of columns
+#: (``undeclared__<field>_hash``, ``undeclared__<field>_masked``).
+UNDECLARED_PREFIX = "undeclared__"
+
+
+def _shape_of(text: str) -> PiiKind:
+    """How to normalize and mask a value nobody declared: by what it looks like."""
+    if _EMAIL_SHAPED.fullmatch(text.strip()):
+        return "email"
+    if _PHONE_SHAPED.fullmatch(text) and len(_NON_DIGITS.sub("", text)) >= 7:
+        return "phone"
+    return "name"
+
+
+def pseudonymize_undeclared(
+    record: dict[str, Any], declared: Mapping[str, Any], key: bytes
+) -> list[str]:
+    """Replace, in place, every field the contract does not name by its hash and mask.
+
+    A delivery may carry fields nobody declared (``Email``, ``mobile_phone``, ``notes``,
+    ``manager.email2``), and whether one holds personal data cannot be known from its name.
+    So none is written as delivered: each becomes ``undeclared__<path>_hash`` (the keyed hash
+    of its normalized text) and ``undeclared__<path>_masked`` at the record's top level,
+    normalized and masked as an e-mail when it looks like one, as a phone number when it looks
+    like one, and as a name otherwise. Objects and lists are hashed as their JSON text. Null
+    values give no columns.
+
+    Args:
+        record: a JSON object as delivered.
+        declared: the contract's fields; a nested object maps to its own fields.
+        key: the secret key as bytes.
+
+    Returns:
+        The undeclared fields' paths (``manager.email2``), for the run's report.
+    """
+    found: list[str] = []
+    _replace_undeclared(record, declared, key, "", record, found)
+    return found
+
+
+def _replace_undeclared(
+    obj: dict[str, Any],
+    declared: Mapping[str, Any],
+    key: bytes,
+    path: str,
+    sink: dict[str, Any],
+    found: list[str],
+) -> None:
+    for name in list(obj):
+        value = obj[name]
+        if name in declared:
+            nested = declared[name]
+            if isinstance(nested, Mapping) and isinstance(value, dict):
+                _replace_undeclared(value, nested, key, f"{path}{name}.", sink, found)
+            continue
+        del obj[name]
+        found.append(f"{path}{name}")
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        hashed, masked = pseudonymize(text, _shape_of(text), key)
+        column = UNDECLARED_PREFIX + f"{path}{name}".replace(".", "__")
+        sink[f"{column}_hash"] = hashed
+        sink[f"{column}_masked"] = masked

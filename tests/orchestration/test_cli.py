@@ -63,7 +63,11 @@ def test_run_refuses_to_start_without_a_pii_key(elt_env, monkeypatch: pytest.Mon
 
 def test_serve_without_a_prefect_server_says_so_and_exits_2(elt_env) -> None:
     """Without a server nothing would ever create the scheduled runs: refuse to start."""
-    result = runner.invoke(app, ["serve"])
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # No API, even when an earlier test of the session started Prefect's test harness.
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = runner.invoke(app, ["serve"], env={"PREFECT_API_URL": ""})
     assert result.exit_code == 2
     assert "elt serve needs a Prefect server" in result.output
     assert "PREFECT_API_URL" in result.output

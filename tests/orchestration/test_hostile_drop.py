@@ -1,6 +1,7 @@
-"""A hostile drop: odd timestamps, a link out of the drop and spreadsheet formulas, beside good
-files, on DuckDB and Postgres. No single row or file stops the run, every good row reaches the
-marts, nothing from outside the drop is read or echoed, and the CSV report is safe to open.
+"""A hostile drop: odd timestamps, a link out of the drop, spreadsheet formulas and fields the
+contract does not name, beside good files, on DuckDB and Postgres. No single row or file stops
+the run, every good row reaches the marts, nothing from outside the drop is read or echoed, no
+undeclared value lands in plain text, and the CSV report is safe to open.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ import pytest
 
 import generator
 from orchestration.flow import RunSummary, retail_elt
-from tests.ingestion.drops import HEADER
+from tests.ingestion.drops import (
+    HEADER,
+    duckdb_strings,
+    find_plaintext,
+    lake_strings,
+    postgres_strings,
+)
 from tests.orchestration.test_flow import _query
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
@@ -28,6 +35,14 @@ FORMULA = '=HYPERLINK("http://evil.example","x")'
 # no tool on the way represents (year 10000 in UTC, year 0 in UTC), two are odd but real.
 UNREPRESENTABLE = ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+05:00"]
 ODD_BUT_REAL = {"2620-01-01T10:00:00+03:00": "2620-01-01", "1026-06-01T10:00:00Z": "1026-06-01"}
+# Schema drift: fields nobody declared, holding personal data in plain text.
+DRIFT = {
+    "Email": "drift.person@evil.example",
+    "mobile_phone": "+7 999 000-11-22",
+    "notes": "call Ivan Driftovich after six",
+}
+MANAGER_EMAIL2 = "second.boss@evil.example"
+SALES_EXTRA = "leaky.buyer@evil.example"
 
 
 def _a_valid_line(drop: Path) -> list[str]:
@@ -52,6 +67,17 @@ def _hostile_drop(tmp_path: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]
     outside.mkdir()
     (outside / "secret.txt").write_text(f"{SECRET},1,2\n", encoding="utf-8")
     (drop / "sales" / "sales_2026-01-21.csv").symlink_to(outside / "secret.txt")
+
+    customers = sorted((drop / "customers").glob("*.jsonl"))[0]
+    drifted = {"customer_id": "CU-DRIFT", "first_name": "Drift", **DRIFT}
+    with customers.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(drifted) + "\n")
+    store = drop / "stores" / "store_ST-001.json"
+    doc = json.loads(store.read_text(encoding="utf-8"))
+    doc["manager"]["email2"] = MANAGER_EMAIL2
+    store.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    extra_column = f"{HEADER},customer_email\n{','.join(line)},{SALES_EXTRA}\n"
+    (drop / "sales" / "sales_2026-01-22.csv").write_text(extra_column, encoding="utf-8")
 
     for product_id, name in (("PR-0001", FORMULA), ("PR-0002", "Milk\nwith\nnewlines")):
         path = drop / "products" / f"product_{product_id}.json"
@@ -87,12 +113,24 @@ def test_a_hostile_drop_runs_and_its_good_rows_all_count(
 
     # The link out of the drop: failed with its reason, not read, nothing of it echoed.
     failed = {f["file_name"]: f["reason"] for f in summary.failed_files}
-    assert failed == {
-        "sales/sales_2026-01-21.csv": "link_outside_drop: the file is a link to a path "
-        "outside the drop; it was not read"
-    }
+    assert failed["sales/sales_2026-01-21.csv"] == (
+        "link_outside_drop: the file is a link to a path outside the drop; it was not read"
+    )
     assert SECRET not in summary.to_markdown()
     assert SECRET.encode() not in _lake_bytes(tmp_path / "lake")
+
+    # Schema drift: reported, and no undeclared value in plain text in the lake or warehouse
+    # (the sales file with an extra column is refused whole, its bytes not kept).
+    assert failed["sales/sales_2026-01-22.csv"].startswith("wrong_header")
+    assert set(failed) == {"sales/sales_2026-01-21.csv", "sales/sales_2026-01-22.csv"}
+    assert sorted(summary.undeclared_fields) == [
+        "customers: Email, mobile_phone, notes",
+        "stores: manager.email2",
+    ]
+    plaintext = {"drift": [*DRIFT.values(), MANAGER_EMAIL2, SALES_EXTRA]}
+    warehouse_strings = duckdb_strings(where) if target == "duckdb" else postgres_strings(where)
+    assert find_plaintext(lake_strings(str(tmp_path / "lake")), plaintext) == []
+    assert find_plaintext(warehouse_strings, plaintext) == []
 
     # Every good row counts: the generated files as the manifest says, plus the odd-but-real
     # timestamps; the unrepresentable ones are quarantined as bad_sale_ts.
