@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 # Reason codes, in the order the checks run (first failing check wins).
 REASONS: tuple[str, ...] = (
     "wrong_field_count",
+    "record_too_long",
     "empty_sale_id",
     "empty_store_id",
     "empty_product_id",
@@ -277,8 +278,10 @@ def validate_sales(raw: pd.DataFrame, timezone: str, n_partitions: int) -> pd.Da
         )
     region = _text(raw["region"]).str.lower().map(REGIONS)
 
+    too_long = raw["_malformed"].fillna("").astype("str").str.startswith("record_too_long")
     checks = [
-        raw["_malformed"].notna().to_numpy(),
+        (raw["_malformed"].notna() & ~too_long).to_numpy(),
+        too_long.to_numpy(),
         (sale_id == "").to_numpy(),
         (store_id == "").to_numpy(),
         (product_id == "").to_numpy(),

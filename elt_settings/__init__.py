@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     duplicate_alert_ratio: float = Field(0.5, alias="ELT_DUPLICATE_ALERT_RATIO")
     freshness_warn_days: int = Field(8, alias="ELT_FRESHNESS_WARN_DAYS", ge=1)
     dbt_threads: int = Field(4, alias="ELT_DBT_THREADS")
+    max_file_mb: int = Field(1024, alias="ELT_MAX_FILE_MB", ge=1)
+    max_record_kb: int = Field(64, alias="ELT_MAX_RECORD_KB", ge=1)
     run_lock_wait_seconds: float = Field(0, alias="ELT_RUN_LOCK_WAIT_SECONDS", ge=0)
     schedule_cron: str = Field("45 12 * * 2", alias="ELT_SCHEDULE_CRON")
     schedule_timezone: str = Field("Europe/Moscow", alias="ELT_SCHEDULE_TIMEZONE")

@@ -9,10 +9,12 @@ Public functions (the orchestration calls them with values from the settings mod
 from .drop_to_lake import ExtractResult, FailedFile, extract_to_lake
 from .lake_to_warehouse import LoadResult, load_to_warehouse
 from .pii import MissingPiiKeyError
+from .sales_csv import FileLimits
 
 __all__ = [
     "ExtractResult",
     "FailedFile",
+    "FileLimits",
     "LoadResult",
     "MissingPiiKeyError",
     "extract_to_lake",

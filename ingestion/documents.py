@@ -18,7 +18,7 @@ from .pii import (
     pseudonymize_fields,
     pseudonymize_undeclared,
 )
-from .sales_csv import UnreadableFileError, decompress
+from .sales_csv import FileLimits, UnreadableFileError, decompress
 
 DocumentKind = Literal["stores", "products", "customers"]
 
@@ -30,8 +30,8 @@ ID_FIELDS: dict[str, str] = {
 }
 
 
-def _decode(data: bytes, file_name: str) -> str:
-    text = decompress(data, file_name)
+def _decode(data: bytes, file_name: str, limits: FileLimits | None) -> str:
+    text = decompress(data, file_name, limits)
     try:
         return text.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -121,6 +121,7 @@ def parse_documents(
     file_modified_at: dt.datetime,
     key: bytes,
     undeclared: set[str] | None = None,
+    limits: FileLimits | None = None,
 ) -> list[dict[str, Any]]:
     """Parse a document file into pseudonymized records with their lineage.
 
@@ -136,6 +137,7 @@ def parse_documents(
         key: the PII key as bytes.
         undeclared: collects the names of the fields the contract does not name (kept only
             pseudonymized, as ``undeclared__<field>_hash`` and ``..._masked``).
+        limits: what one file may cost (default :class:`FileLimits`).
 
     Returns:
         The records, each with ``_file_name``, ``_file_modified_at`` and ``_line_number``
@@ -144,7 +146,7 @@ def parse_documents(
     Raises:
         UnreadableFileError: not UTF-8, invalid JSON, not an object, or no id.
     """
-    text = _decode(data, file_name)
+    text = _decode(data, file_name, limits)
     numbered: list[tuple[int, dict[str, Any]]] = []
     if kind == "customers":
         for number, line in enumerate(text.splitlines(), start=1):

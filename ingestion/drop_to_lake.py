@@ -39,7 +39,7 @@ from fsspec import AbstractFileSystem
 
 from .documents import parse_documents
 from .pii import require_key
-from .sales_csv import UnreadableFileError, parse_sales_csv, without_content
+from .sales_csv import FileLimits, UnreadableFileError, parse_sales_csv, without_content
 from .storage import (
     dlt_filesystem_credentials,
     filesystem_for,
@@ -358,7 +358,9 @@ def _link_out_of_drop(item: FileItemDict) -> str | None:
     return "link_outside_drop: the file is a link to a path outside the drop; it was not read"
 
 
-def _file_reader(kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStats) -> Any:
+def _file_reader(
+    kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStats, limits: FileLimits
+) -> Any:
     """Build the transformer that reads new file versions of one kind."""
 
     table_hints = _table_hints(kind)
@@ -394,6 +396,8 @@ def _file_reader(kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStat
             if previous is not None and dt.datetime.fromisoformat(previous) >= modified:
                 continue
             failure = _link_out_of_drop(item)
+            if failure is None and int(item.get("size_in_bytes") or 0) > limits.max_file_bytes:
+                failure = limits.too_large(int(item["size_in_bytes"]))  # not even read
             data = None if failure else item.read_bytes()
             rows_read = 0
             try:
@@ -404,6 +408,7 @@ def _file_reader(kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStat
                             file_name=file_name,
                             delivery_date=delivery_date_of(file_name),
                             file_modified_at=modified,
+                            limits=limits,
                         )
                         rows_read = table.num_rows
                         table = table.append_column(
@@ -419,6 +424,7 @@ def _file_reader(kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStat
                             file_modified_at=modified,
                             key=key,
                             undeclared=stats.undeclared.setdefault(kind, set()),
+                            limits=limits,
                         )
                         rows_read = len(records)
                         table = _documents_as_arrow(records, kind, load_id) if records else None
@@ -470,6 +476,7 @@ def drop_source(
     key: bytes,
     quarantine: _Quarantine,
     stats: _RunStats,
+    limits: FileLimits | None = None,
 ) -> list[DltResource]:
     """The dlt source of a drop: one reader per kind of file.
 
@@ -479,6 +486,7 @@ def drop_source(
         key: the PII key as bytes.
         quarantine: where unreadable files go.
         stats: collects per-kind counts and failures for the run's result.
+        limits: what one file may cost (default :class:`FileLimits`).
 
     Returns:
         The resources ``stores``, ``products``, ``customers``, ``sales`` (each also writing
@@ -488,7 +496,8 @@ def drop_source(
     for kind, glob in KIND_GLOBS.items():
         listing = filesystem(bucket_url=source_url, credentials=source_fs, file_glob=glob)
         listing = listing.with_name(f"list_{kind}")
-        resources.append(listing | _file_reader(kind, key, quarantine, stats))
+        reader = _file_reader(kind, key, quarantine, stats, limits or FileLimits())
+        resources.append(listing | reader)
     return resources
 
 
@@ -512,6 +521,7 @@ def extract_to_lake(
     source_storage_options: dict | None = None,
     lake_storage_options: dict | None = None,
     pipelines_dir: str | None = None,
+    limits: FileLimits | None = None,
 ) -> ExtractResult:
     """Read the drop's new and re-delivered files into the lake's ``raw/`` zone.
 
@@ -523,6 +533,8 @@ def extract_to_lake(
         lake_storage_options: fsspec options for the lake (s3fs style).
         pipelines_dir: dlt's local working directory. None means a temporary one removed
             after the run: the pipeline's state is restored from the lake every time.
+        limits: what one file may cost (default :class:`FileLimits`): a larger file is
+            quarantined as ``too_large``, a longer sales record as ``record_too_long``.
 
     Returns:
         Counts per kind and table, the failed files and the dlt load ids.
@@ -550,7 +562,7 @@ def extract_to_lake(
         )
         logger.info("extracting %s into %s", source, lake)
         info = pipeline.run(
-            drop_source(source, source_fs, key, quarantine, stats),
+            drop_source(source, source_fs, key, quarantine, stats, limits),
             loader_file_format="parquet",
         )
         info.raise_on_failed_jobs()

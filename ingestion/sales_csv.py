@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import gzip
 import io
 import logging
 import re
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -70,25 +70,63 @@ class UnreadableFileError(Exception):
         self.reason = reason
 
 
-def decompress(data: bytes, file_name: str) -> bytes:
+@dataclass(frozen=True)
+class FileLimits:
+    """What one delivered file may cost the extract (settings ``ELT_MAX_FILE_MB`` and
+    ``ELT_MAX_RECORD_KB``): its size once uncompressed, and the length of one record."""
+
+    max_file_bytes: int = 1024 * 2**20
+    max_record_bytes: int = 64 * 2**10
+
+    def too_large(self, size: int) -> str:
+        return (
+            f"too_large: more than {self.max_file_bytes // 2**20} MB uncompressed "
+            "(ELT_MAX_FILE_MB); it was not loaded"
+        )
+
+
+def decompress(data: bytes, file_name: str, limits: FileLimits | None = None) -> bytes:
     """Return the file's bytes, gunzipped when it is gzip (by name or by magic number).
+
+    The gzip stream is inflated piece by piece and given up as soon as it passes
+    ``limits.max_file_bytes``: a small file that inflates to gigabytes costs no more memory
+    than the limit.
 
     Args:
         data: the file's bytes as delivered.
         file_name: its name (``.gz`` means gzip).
+        limits: the limits of one file (default :class:`FileLimits`).
 
     Returns:
         The uncompressed bytes.
 
     Raises:
-        UnreadableFileError: when the gzip stream is corrupt or truncated.
+        UnreadableFileError: when the gzip stream is corrupt or truncated, or the file is
+            larger than the limit.
     """
-    if file_name.endswith(".gz") or data.startswith(_GZIP_MAGIC):
-        try:
-            return gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UnreadableFileError(f"corrupt_gzip: {without_content(exc)}") from exc
-    return data
+    limit = (limits or FileLimits()).max_file_bytes
+    if not (file_name.endswith(".gz") or data.startswith(_GZIP_MAGIC)):
+        if len(data) > limit:
+            raise UnreadableFileError((limits or FileLimits()).too_large(len(data)))
+        return data
+    out = bytearray()
+    rest = data
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # one gzip member
+            while rest and not inflater.eof:
+                out += inflater.decompress(rest, limit + 1 - len(out))
+                if len(out) > limit:
+                    raise UnreadableFileError((limits or FileLimits()).too_large(len(out)))
+                rest = inflater.unconsumed_tail
+            if not inflater.eof:
+                raise UnreadableFileError("corrupt_gzip: the gzip stream is truncated")
+            rest = inflater.unused_data  # a next member (concatenated gzip files)
+            if rest and not rest.lstrip(b"\0"):
+                break  # trailing zero padding, as gzip.decompress accepts it
+    except zlib.error as exc:
+        raise UnreadableFileError(f"corrupt_gzip: {without_content(exc)}") from exc
+    return bytes(out)
 
 
 def record_start_lines(text: bytes) -> np.ndarray:
@@ -107,6 +145,11 @@ def record_start_lines(text: bytes) -> np.ndarray:
     if buf.size == 0:
         return np.zeros(0, dtype=np.int64)
     newlines = np.flatnonzero(buf == 0x0A)
+    return np.searchsorted(newlines, _record_starts(buf, newlines), side="left") + 1
+
+
+def _record_starts(buf: np.ndarray, newlines: np.ndarray) -> np.ndarray:
+    """Byte offset of each non-blank CSV record (see :func:`record_start_lines`)."""
     inside_quotes = np.bitwise_xor.accumulate((buf == 0x22).astype(np.uint8))
     terminators = newlines[inside_quotes[newlines] == 0]
     starts = np.concatenate([np.zeros(1, dtype=np.int64), terminators.astype(np.int64) + 1])
@@ -114,8 +157,38 @@ def record_start_lines(text: bytes) -> np.ndarray:
     first = buf[starts]
     nxt = buf[np.minimum(starts + 1, buf.size - 1)]
     blank = (first == 0x0A) | ((first == 0x0D) & ((nxt == 0x0A) | (starts + 1 >= buf.size)))
-    starts = starts[~blank]
-    return np.searchsorted(newlines, starts, side="left").astype(np.int64) + 1
+    return starts[~blank].astype(np.int64)
+
+
+def _blank_long_records(text: bytes, max_bytes: int) -> tuple[bytes, list[tuple[int, int, str]]]:
+    """Take the records longer than ``max_bytes`` out of the text, keeping every line number.
+
+    Each one is replaced by as many newlines as it spans (blank lines, which the reader
+    skips), so that the other records keep their physical line numbers.
+
+    Returns:
+        The text, and ``(line number, length, first bytes as text)`` of each record taken out.
+    """
+    buf = np.frombuffer(text, dtype=np.uint8)
+    if buf.size <= max_bytes:
+        return text, []
+    newlines = np.flatnonzero(buf == 0x0A)
+    starts = _record_starts(buf, newlines)
+    ends = np.append(starts[1:], buf.size)
+    long_ones = np.flatnonzero((ends - starts) > max_bytes)
+    long_ones = long_ones[long_ones > 0]  # the header was checked already
+    if not long_ones.size:
+        return text, []
+    pieces, taken, at = [], [], 0
+    for index in long_ones:
+        start, end = int(starts[index]), int(ends[index])
+        spanned = text.count(b"\n", start, end)
+        line = int(np.searchsorted(newlines, start, side="left")) + 1
+        taken.append((line, end - start, text[start : start + 200].decode("utf-8", "replace")))
+        pieces += [text[at:start], b"\n" * spanned]
+        at = end
+    pieces.append(text[at:])
+    return b"".join(pieces), taken
 
 
 def _check_header(text: bytes) -> None:
@@ -144,23 +217,32 @@ def parse_sales_csv(
     file_name: str,
     delivery_date: dt.date | None,
     file_modified_at: dt.datetime,
+    limits: FileLimits | None = None,
 ) -> pa.Table:
     """Parse one sales file version into ``raw/sales`` rows.
+
+    A record longer than ``limits.max_record_bytes`` is not parsed: it becomes a row with
+    ``_malformed`` ``record_too_long: ...`` (quarantined by the Dask stage), and the file's
+    other rows load.
 
     Args:
         data: the file's bytes as delivered (gzip or plain).
         file_name: the file's path relative to the drop, e.g. ``sales/sales_2026-01-10.csv.gz``.
         delivery_date: the date in the file name.
         file_modified_at: the version's modification time (timezone-aware).
+        limits: what one file may cost (default :class:`FileLimits`).
 
     Returns:
         A table with :data:`RAW_SALES_SCHEMA`, sorted by ``_line_number``.
 
     Raises:
-        UnreadableFileError: corrupt gzip, a header that does not match, or not CSV.
+        UnreadableFileError: corrupt gzip, a header that does not match, not CSV, or larger
+            than the limit.
     """
-    text = decompress(data, file_name)
+    limits = limits or FileLimits()
+    text = decompress(data, file_name, limits)
     _check_header(text)
+    text, too_long = _blank_long_records(text, limits.max_record_bytes)
     malformed: list[tuple[int, str, int]] = []
 
     def on_invalid_row(row: pacsv.InvalidRow) -> str:
@@ -171,7 +253,10 @@ def parse_sales_csv(
         table = pacsv.read_csv(
             pa.BufferReader(text),
             read_options=pacsv.ReadOptions(
-                skip_rows=1, column_names=list(SALES_COLUMNS), use_threads=False
+                skip_rows=1,
+                column_names=list(SALES_COLUMNS),
+                use_threads=False,
+                block_size=max(2**20, 2 * limits.max_record_bytes),  # a record fits a block
             ),
             parse_options=pacsv.ParseOptions(
                 newlines_in_values=True, invalid_row_handler=on_invalid_row
@@ -213,8 +298,18 @@ def parse_sales_csv(
     good = good.append_column("_line_number", pa.array(good_lines, type=pa.int64()))
     good = good.append_column("_malformed", pa.nulls(n_good, pa.string()))
     good = good.append_column("_raw_line", pa.nulls(n_good, pa.string()))
-    if not n_bad:
+    if not n_bad and not too_long:
         return good.cast(RAW_SALES_SCHEMA)
+    reasons = [f"wrong_field_count: expected {len(SALES_COLUMNS)}, got {m[2]}" for m in malformed]
+    raw_lines = [m[1] for m in malformed]
+    for line, length, head in too_long:
+        bad_lines = np.append(bad_lines, line)
+        reasons.append(
+            f"record_too_long: {length} bytes, more than {limits.max_record_bytes} "
+            "(ELT_MAX_RECORD_KB)"
+        )
+        raw_lines.append(head)  # its beginning only: the quarantine stays small too
+    n_bad += len(too_long)
     bad_columns: dict[str, pa.Array] = {
         name: pa.nulls(n_bad, pa.string()) for name in SALES_COLUMNS
     }
@@ -223,11 +318,8 @@ def parse_sales_csv(
         _delivery_date=pa.repeat(delivery, n_bad),
         _file_modified_at=pa.repeat(modified, n_bad),
         _line_number=pa.array(bad_lines, type=pa.int64()),
-        _malformed=pa.array(
-            [f"wrong_field_count: expected {len(SALES_COLUMNS)}, got {m[2]}" for m in malformed],
-            type=pa.string(),
-        ),
-        _raw_line=pa.array([m[1] for m in malformed], type=pa.string()),
+        _malformed=pa.array(reasons, type=pa.string()),
+        _raw_line=pa.array(raw_lines, type=pa.string()),
     )
     bad = pa.table(bad_columns, schema=RAW_SALES_SCHEMA)
     combined = pa.concat_tables([good.cast(RAW_SALES_SCHEMA), bad])

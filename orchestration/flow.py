@@ -179,9 +179,11 @@ def extract(
     pii_key: str,
     storage_options: dict[str, Any],
     pipelines_dir: str,
+    max_file_mb: int = 1024,
+    max_record_kb: int = 64,
 ) -> Any:
     """Read new and re-delivered files of the drop into the lake's ``raw/`` zone (dlt)."""
-    from ingestion import extract_to_lake
+    from ingestion import FileLimits, extract_to_lake
 
     return extract_to_lake(
         source_url,
@@ -190,6 +192,7 @@ def extract(
         source_storage_options=storage_options,
         lake_storage_options=storage_options,
         pipelines_dir=pipelines_dir,
+        limits=FileLimits(max_file_mb * 2**20, max_record_kb * 2**10),
     )
 
 
@@ -565,7 +568,17 @@ def _run_stages(
 
     def do_extract(stage: StageReport) -> None:
         _record_extract(
-            summary, stage, extract(source, settings.lake_url, pii_key, options, pipelines_dir)
+            summary,
+            stage,
+            extract(
+                source,
+                settings.lake_url,
+                pii_key,
+                options,
+                pipelines_dir,
+                settings.max_file_mb,
+                settings.max_record_kb,
+            ),
         )
 
     def do_preprocess(stage: StageReport) -> None:

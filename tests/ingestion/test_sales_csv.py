@@ -8,7 +8,13 @@ import gzip
 import pyarrow as pa
 import pytest
 
-from ingestion.sales_csv import RAW_SALES_SCHEMA, UnreadableFileError, parse_sales_csv
+from ingestion.sales_csv import (
+    RAW_SALES_SCHEMA,
+    FileLimits,
+    UnreadableFileError,
+    decompress,
+    parse_sales_csv,
+)
 
 from .drops import HEADER, csv_bytes
 
@@ -93,3 +99,56 @@ def test_unreadable_files_raise_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(UnreadableFileError) as caught:
         parse(data)
     assert caught.value.reason.startswith(reason)
+
+
+def test_a_gzip_bomb_is_given_up_at_the_limit_with_bounded_memory() -> None:
+    """200 MB of inflated data behind a small gzip: refused at 1 MB, never inflated whole."""
+    import tracemalloc
+
+    bomb = gzip.compress((HEADER + "\n").encode() + b"0" * (200 * 2**20), compresslevel=9)
+    assert len(bomb) < 1 * 2**20
+    limits = FileLimits(max_file_bytes=2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnreadableFileError) as error:
+            parse_sales_csv(
+                bomb,
+                file_name="sales/sales_2026-01-10.csv.gz",
+                delivery_date=dt.date(2026, 1, 10),
+                file_modified_at=MODIFIED,
+                limits=limits,
+            )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert error.value.reason.startswith("too_large: more than 1 MB uncompressed (ELT_MAX_FILE_MB)")
+    assert peak < len(bomb) + 8 * 2**20  # the input, and a few times the limit at most
+    # A plain file past the limit, and concatenated gzip members within it.
+    with pytest.raises(UnreadableFileError, match="too_large"):
+        decompress(b"x" * (2**20 + 1), "sales/sales_2026-01-10.csv", limits)
+    assert decompress(gzip.compress(b"ab") + gzip.compress(b"cd"), "x.csv.gz", limits) == b"abcd"
+
+
+def test_a_record_past_the_length_limit_is_set_aside_and_the_rest_loads() -> None:
+    """A 10 MB field: its record is quarantined (record_too_long), not the whole file."""
+    good = "S-{n},2026-01-10T10:00:00+03:00,ST-1,,PR-1,1,10.00,10.00,North"
+    huge = f'S-2,2026-01-10T10:00:00+03:00,ST-1,,PR-1,1,10.00,10.00,"{"x" * (10 * 2**20)}\nend"'
+    lines = [good.format(n=1), huge, good.format(n=3), "", good.format(n=4)]
+    table = parse_sales_csv(
+        csv_bytes(lines, gz=False),
+        file_name="sales/sales_2026-01-10.csv",
+        delivery_date=dt.date(2026, 1, 10),
+        file_modified_at=MODIFIED,
+        limits=FileLimits(max_record_bytes=64 * 2**10),
+    )
+    rows = table.to_pylist()
+    assert [(r["sale_id"], r["_line_number"]) for r in rows] == [
+        ("S-1", 2),
+        (None, 3),
+        ("S-3", 5),
+        ("S-4", 7),
+    ]
+    assert rows[1]["_malformed"] == (
+        f"record_too_long: {len(huge) + 1} bytes, more than 65536 (ELT_MAX_RECORD_KB)"
+    )
+    assert rows[1]["_raw_line"] == huge[:200]

@@ -1,7 +1,8 @@
-"""A hostile drop: odd timestamps, a link out of the drop, spreadsheet formulas and fields the
-contract does not name, beside good files, on DuckDB and Postgres. No single row or file stops
-the run, every good row reaches the marts, nothing from outside the drop is read or echoed, no
-undeclared value lands in plain text, and the CSV report is safe to open.
+"""A hostile drop, on DuckDB and Postgres: odd timestamps, a link out of the drop, spreadsheet
+formulas, fields the contract does not name, a gzip bomb and an oversized field, beside good
+files. No single row or file stops the run, every good row reaches the marts, nothing from
+outside the drop is read or echoed, no undeclared value lands in plain text, and the CSV
+report is safe to open.
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ def _hostile_drop(tmp_path: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]
     extra_column = f"{HEADER},customer_email\n{','.join(line)},{SALES_EXTRA}\n"
     (drop / "sales" / "sales_2026-01-22.csv").write_text(extra_column, encoding="utf-8")
 
+    # A gzip that inflates past ELT_MAX_FILE_MB (1 MB here), and a record with a 512 KB field
+    # (past ELT_MAX_RECORD_KB, 64 KB) beside a good one.
+    bomb = gzip.compress((HEADER + "\n").encode() + b"0" * (64 * 2**20), compresslevel=9)
+    (drop / "sales" / "sales_2026-01-23.csv.gz").write_bytes(bomb)
+    long_record = ",".join(["LONG-2", *line[1:-1], "North" + "x" * (512 * 2**10)])
+    both = [HEADER, ",".join(["LONG-1", *line[1:]]), long_record]
+    (drop / "sales" / "sales_2026-01-24.csv").write_text("\n".join(both) + "\n", encoding="utf-8")
+
     for product_id, name in (("PR-0001", FORMULA), ("PR-0002", "Milk\nwith\nnewlines")):
         path = drop / "products" / f"product_{product_id}.json"
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -86,8 +95,8 @@ def _hostile_drop(tmp_path: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]
         path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
 
     quantity, amount = int(line[5]), Decimal(line[7])
-    extra = {"n_sales": len(ODD_BUT_REAL), "units": len(ODD_BUT_REAL) * quantity}
-    extra["revenue"] = len(ODD_BUT_REAL) * amount
+    counted = len(ODD_BUT_REAL) + 1  # and LONG-1
+    extra = {"n_sales": counted, "units": counted * quantity, "revenue": counted * amount}
     return drop, manifest, extra
 
 
@@ -100,12 +109,13 @@ def test_a_hostile_drop_runs_and_its_good_rows_all_count(
     target: str, elt_env, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     drop, manifest, extra = _hostile_drop(tmp_path)
+    limits = {"ELT_SOURCE_URL": str(drop), "ELT_MAX_FILE_MB": "1", "ELT_MAX_RECORD_KB": "64"}
     if target == "duckdb":
         where = str(tmp_path / "warehouse.duckdb")
-        elt_env(ELT_SOURCE_URL=str(drop))
+        elt_env(**limits)
     else:
         where = request.getfixturevalue("postgres_dsn")
-        elt_env(ELT_SOURCE_URL=str(drop), ELT_TARGET="postgres", ELT_POSTGRES_DSN=where)
+        elt_env(**limits, ELT_TARGET="postgres", ELT_POSTGRES_DSN=where)
 
     state = retail_elt(return_state=True)
     assert state.is_completed(), state.message
@@ -122,7 +132,14 @@ def test_a_hostile_drop_runs_and_its_good_rows_all_count(
     # Schema drift: reported, and no undeclared value in plain text in the lake or warehouse
     # (the sales file with an extra column is refused whole, its bytes not kept).
     assert failed["sales/sales_2026-01-22.csv"].startswith("wrong_header")
-    assert set(failed) == {"sales/sales_2026-01-21.csv", "sales/sales_2026-01-22.csv"}
+    assert failed["sales/sales_2026-01-23.csv.gz"] == (
+        "too_large: more than 1 MB uncompressed (ELT_MAX_FILE_MB); it was not loaded"
+    )
+    assert set(failed) == {
+        "sales/sales_2026-01-21.csv",
+        "sales/sales_2026-01-22.csv",
+        "sales/sales_2026-01-23.csv.gz",
+    }
     assert sorted(summary.undeclared_fields) == [
         "customers: Email, mobile_phone, notes",
         "stores: manager.email2",
@@ -161,6 +178,8 @@ def test_a_hostile_drop_runs_and_its_good_rows_all_count(
         )
     odd = quality["sales/sales_2026-01-20.csv"]
     assert odd[:3] == (4, 2, 2) and "bad_sale_ts" in odd[3], odd
+    long = quality["sales/sales_2026-01-24.csv"]
+    assert long[:3] == (2, 1, 1) and "record_too_long" in long[3], long
 
     # dim_dates has every sale date (the relationships test passed), and not centuries of days.
     dates = {d for (d,) in _query(target, where, "select date_day from marts.dim_dates")}
