@@ -396,6 +396,11 @@ def _file_reader(
             if previous is not None and dt.datetime.fromisoformat(previous) >= modified:
                 continue
             failure = _link_out_of_drop(item)
+            if failure is None and kind == "sales" and delivery_date_of(file_name) is None:
+                failure = (
+                    "bad_file_name: a sales file is named sales_<YYYY-MM-DD>.csv[.gz] with a "
+                    "real date (its delivery date); it was not read"
+                )
             if failure is None and int(item.get("size_in_bytes") or 0) > limits.max_file_bytes:
                 failure = limits.too_large(int(item["size_in_bytes"]))  # not even read
             data = None if failure else item.read_bytes()

@@ -31,7 +31,7 @@ from elt_settings import Settings, get_settings
 from orchestration.alerts import Alert, send_alert
 from orchestration.dbt_runner import PRODUCTION_BUILD, BuildResult, DbtProject, SourceFreshness
 from orchestration.dbt_state import Warehouse, fresher_sources, missing_relations, plan_build
-from orchestration.retry import retry_if_transient
+from orchestration.retry import is_transient, is_transient_message, retry_if_transient
 from orchestration.run_lock import RunLocked, lake_lock
 
 logger = logging.getLogger(__name__)
@@ -324,6 +324,18 @@ class DbtBuildFailed(RuntimeError):
         self.plan = plan
         super().__init__("dbt build failed:\n" + result.failure_report())
 
+    @property
+    def transient(self) -> bool:
+        """Every failure says the warehouse was unreachable (an outage, not a bad model)."""
+        messages = [node.message for node in self.result.failed_nodes]
+        if self.result.error:
+            messages.append(self.result.error)
+        return bool(messages) and all(is_transient_message(m) for m in messages)
+
+
+#: Waits before the retries of dbt after a warehouse outage (as the load's task retries).
+DBT_RETRY_DELAYS: tuple[float, ...] = (15, 15)
+
 
 @task(
     name="publish: report and Metabase sync",
@@ -476,12 +488,20 @@ def _publish_artifacts(summary: RunSummary) -> None:
 # --------------------------------------------------------------------------------------
 
 
+def _short(message: str, lines: int = 6, width: int = 240) -> str:
+    """The first lines of an error, for an alert: the full text is in the run's logs."""
+    kept = [line[:width] for line in message.strip().splitlines()[:lines]]
+    if len(message.strip().splitlines()) > lines:
+        kept.append("... (the whole message is in the run's logs)")
+    return "\n".join(kept)
+
+
 def _alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     settings = get_settings()
     send_alert(
         Alert(
             title=f"{FLOW_NAME} run {flow_run.name} failed",
-            details=str(state.message or "")[:3000],
+            details=_short(str(state.message or "")),
             severity="error",
         ),
         settings.alert_webhook_url,
@@ -522,6 +542,26 @@ def retail_elt(
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
 
 
+#: dlt's working folders of runs (in the system's temporary folder), named with the pid.
+WORK_DIR_PREFIX = "elt-dlt-"
+
+
+def _remove_leftover_work_dirs() -> None:
+    """Remove the working folders that killed runs left behind (their process is gone)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{WORK_DIR_PREFIX}*"):
+        pid = path.name.removeprefix(WORK_DIR_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():  # an older run's folder, without a pid: gone after a day
+            if time.time() - path.stat().st_mtime > 86400:
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
 def _run_under_lock(
     settings: Settings,
     options: dict[str, Any],
@@ -532,7 +572,8 @@ def _run_under_lock(
     log = get_run_logger()
     source = source_url or settings.source_url
     summary = RunSummary(source_url=source, lake_url=settings.lake_url, target=settings.target)
-    pipelines_dir = tempfile.mkdtemp(prefix="elt-dlt-")
+    _remove_leftover_work_dirs()
+    pipelines_dir = tempfile.mkdtemp(prefix=f"{WORK_DIR_PREFIX}{os.getpid()}-")
     try:
         pii_key = settings.resolved_pii_key()
         if settings.pii_hash_key is None:
@@ -601,14 +642,25 @@ def _run_stages(
             os.path.abspath(settings.duckdb_path),
             settings.postgres_dsn.get_secret_value(),
         )
-        try:
-            result, plan, freshness = transform(
-                DbtProject(settings.dbt_env()), warehouse, full_refresh=full_refresh
-            )
-        except DbtBuildFailed as exc:
-            summary.dbt_plan = exc.plan
-            _record_dbt(summary, stage, exc.result)
-            raise
+        for attempt in itertools.count():
+            try:
+                result, plan, freshness = transform(
+                    DbtProject(settings.dbt_env()), warehouse, full_refresh=full_refresh
+                )
+                break
+            except Exception as exc:
+                outage = exc.transient if isinstance(exc, DbtBuildFailed) else is_transient(exc)
+                if outage and attempt < len(DBT_RETRY_DELAYS):
+                    get_run_logger().warning(
+                        "dbt could not reach the warehouse; retrying in %.0f s",
+                        DBT_RETRY_DELAYS[attempt],
+                    )
+                    time.sleep(DBT_RETRY_DELAYS[attempt])
+                    continue
+                if isinstance(exc, DbtBuildFailed):
+                    summary.dbt_plan = exc.plan
+                    _record_dbt(summary, stage, exc.result)
+                raise
         summary.dbt_plan = plan
         summary.stale_sources = [
             f"{item.source}: last new rows {item.max_loaded_at}, {item.age_days:.1f} days ago"

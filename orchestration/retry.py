@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Any
 
@@ -31,6 +32,22 @@ def is_transient(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+# What dbt's adapters report when the warehouse is away for a while (they give the message,
+# not the exception): a retry later is worth it, as for the load.
+_TRANSIENT_MESSAGES = re.compile(
+    r"could not connect to server|connection refused|server closed the connection"
+    r"|terminating connection|connection timed out|connection reset|connection to server"
+    r"|the database system is (starting up|shutting down|in recovery mode)"
+    r"|is not currently accepting connections|could not set lock on file",
+    re.IGNORECASE,
+)
+
+
+def is_transient_message(text: str | None) -> bool:
+    """True when an error text (a dbt node's message) says the warehouse was unreachable."""
+    return bool(text) and _TRANSIENT_MESSAGES.search(text or "") is not None
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:

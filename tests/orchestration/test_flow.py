@@ -383,3 +383,68 @@ def test_a_non_transient_failure_is_not_retried(
     assert calls == [1]
     summary_text = str(state.message)
     assert "a bug, not a blip" in summary_text
+
+
+def test_flow_on_postgres_retries_dbt_after_a_warehouse_outage_and_alerts_briefly(
+    drop: tuple[str, dict[str, Any]],
+    elt_env,
+    pg_server: Any,
+    postgres_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The warehouse refuses connections during the first dbt build (a real refusal: the
+    database stops accepting connections): dbt is retried, the run succeeds and reconciles.
+    When the outage lasts, the run fails and its alert is a few lines, not kilobytes of SQL."""
+    import psycopg2
+
+    from orchestration import flow as flow_module
+    from orchestration.dbt_runner import DbtProject
+
+    database = postgres_dsn.rsplit("/", 1)[1]
+
+    def accept_connections(allowed: bool) -> None:
+        conn = psycopg2.connect(pg_server.dsn())
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'alter database "{database}" with allow_connections {allowed}')
+        conn.close()
+
+    builds: list[bool] = []
+    real_build = DbtProject.build
+
+    def build_during_an_outage(self: DbtProject, args: list[str]) -> Any:
+        outage = len(builds) < outage_builds
+        builds.append(outage)
+        if outage:
+            accept_connections(False)
+        try:
+            return real_build(self, args)
+        finally:
+            accept_connections(True)
+
+    monkeypatch.setattr(DbtProject, "build", build_during_an_outage)
+    monkeypatch.setattr(flow_module, "DBT_RETRY_DELAYS", (0, 0))
+    url, manifest = drop
+    with webhook_server() as hook:
+        elt_env(
+            ELT_SOURCE_URL=url,
+            ELT_TARGET="postgres",
+            ELT_POSTGRES_DSN=postgres_dsn,
+            ELT_ALERT_WEBHOOK_URL=hook.url,
+        )
+        outage_builds = 1
+        state = retail_elt(return_state=True, skip_publish=True)
+        assert state.is_completed(), state.message
+        assert builds == [True, False]
+        _assert_marts_match_manifest("postgres", postgres_dsn, manifest)
+
+        # An outage through every attempt: the run fails, the alert stays short.
+        generator.append_days(url, 1)
+        builds.clear()
+        outage_builds = 3
+        failed = retail_elt(return_state=True, skip_publish=True)
+        assert failed.is_failed()
+        assert builds == [True, True, True]
+        alert = next(t for t in hook.texts() if "failed" in t and "run" in t)
+        assert "not currently accepting connections" in alert
+        assert len(alert.splitlines()) <= 10 and len(alert) < 2000, alert

@@ -11,6 +11,9 @@ import csv
 import datetime as dt
 import gzip
 import json
+import subprocess
+import sys
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -88,6 +91,10 @@ def _hostile_drop(tmp_path: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]
     both = [HEADER, ",".join(["LONG-1", *line[1:]]), long_record]
     (drop / "sales" / "sales_2026-01-24.csv").write_text("\n".join(both) + "\n", encoding="utf-8")
 
+    # Sales files without a real delivery date in their name.
+    for name in ("sales_latest.csv", "sales_2026-02-30.csv"):
+        (drop / "sales" / name).write_text("\n".join(both[:2]) + "\n", encoding="utf-8")
+
     for product_id, name in (("PR-0001", FORMULA), ("PR-0002", "Milk\nwith\nnewlines")):
         path = drop / "products" / f"product_{product_id}.json"
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -98,6 +105,16 @@ def _hostile_drop(tmp_path: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]
     counted = len(ODD_BUT_REAL) + 1  # and LONG-1
     extra = {"n_sales": counted, "units": counted * quantity, "revenue": counted * amount}
     return drop, manifest, extra
+
+
+def _a_dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout)
 
 
 def _lake_bytes(lake: Path) -> bytes:
@@ -117,6 +134,10 @@ def test_a_hostile_drop_runs_and_its_good_rows_all_count(
         where = request.getfixturevalue("postgres_dsn")
         elt_env(**limits, ELT_TARGET="postgres", ELT_POSTGRES_DSN=where)
 
+    # What a killed run leaves behind: its dlt working folder (its pid is gone).
+    leftover = Path(tempfile.gettempdir()) / f"elt-dlt-{_a_dead_pid()}-x1"
+    leftover.mkdir()
+
     state = retail_elt(return_state=True)
     assert state.is_completed(), state.message
     summary: RunSummary = state.result()
@@ -135,11 +156,16 @@ def test_a_hostile_drop_runs_and_its_good_rows_all_count(
     assert failed["sales/sales_2026-01-23.csv.gz"] == (
         "too_large: more than 1 MB uncompressed (ELT_MAX_FILE_MB); it was not loaded"
     )
+    for name in ("sales/sales_latest.csv", "sales/sales_2026-02-30.csv"):
+        assert failed[name].startswith("bad_file_name: a sales file is named sales_<YYYY-MM-DD>")
     assert set(failed) == {
         "sales/sales_2026-01-21.csv",
         "sales/sales_2026-01-22.csv",
         "sales/sales_2026-01-23.csv.gz",
+        "sales/sales_latest.csv",
+        "sales/sales_2026-02-30.csv",
     }
+    assert not leftover.exists(), "a killed run's dlt folder is removed by the next run"
     assert sorted(summary.undeclared_fields) == [
         "customers: Email, mobile_phone, notes",
         "stores: manager.email2",
