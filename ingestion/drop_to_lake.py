@@ -162,6 +162,9 @@ class ExtractResult:
     rows_written: dict[str, int] = field(default_factory=dict)
     """Rows written to the lake per table (dlt's normalize counts, dlt tables excluded)."""
     failed_files: list[FailedFile] = field(default_factory=list)
+    ignored_files: list[FailedFile] = field(default_factory=list)
+    """Files of the drop the contract does not name (hidden, in another folder, another
+    suffix): not read, reported with the reason (``kind`` is their folder)."""
     undeclared_fields: dict[str, list[str]] = field(default_factory=dict)
     """Per kind, the fields the contract does not name that this run met (kept only
     pseudonymized: ``undeclared__<field>_hash`` and ``_masked``)."""
@@ -345,6 +348,30 @@ def _documents_as_arrow(records: list[dict[str, Any]], kind: str, load_id: str) 
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def ignored_reason(relative_path: str) -> str | None:
+    """Why the contract does not name a file of the drop (None: it is a delivery to read)."""
+    parts = relative_path.split("/")
+    if any(part.startswith(".") for part in parts):
+        return "a hidden file"
+    if len(parts) != 2 or parts[0] not in KIND_SUFFIXES:
+        return f"outside the contract's folders ({', '.join(KIND_SUFFIXES)})"
+    if not parts[1].endswith(KIND_SUFFIXES[parts[0]]):
+        return f"not a {parts[0]} file ({' or '.join(KIND_SUFFIXES[parts[0]])})"
+    return None
+
+
+def ignored_files(source_fs: AbstractFileSystem, root: str) -> list[FailedFile]:
+    """The drop's files the contract does not name, with the reason (they are not read)."""
+    root = root.rstrip("/")
+    out = []
+    for path in sorted(source_fs.find(root)):
+        relative = path[len(root) :].lstrip("/")
+        reason = ignored_reason(relative)
+        if reason is not None:
+            out.append(FailedFile(relative, relative.split("/")[0], reason))
+    return out
+
+
 def _link_out_of_drop(item: FileItemDict) -> str | None:
     """The failure reason of a local file that is a link to somewhere outside the drop (or
     inside a linked folder that is): such a file is not read, whatever it points to."""
@@ -388,9 +415,8 @@ def _file_reader(
                 yield _hinted(pa.concat_tables(pending, promote_options="default"), table_hints)
                 pending = []
             file_name = item["relative_path"]
-            if not file_name.endswith(KIND_SUFFIXES[kind]):
-                logger.debug("ignoring %s: not a %s file", file_name, kind)
-                continue
+            if ignored_reason(file_name) is not None:
+                continue  # reported by ignored_files()
             modified = _as_utc(item["modification_date"])
             previous = seen.get(file_name)
             if previous is not None and dt.datetime.fromisoformat(previous) >= modified:
@@ -578,6 +604,7 @@ def extract_to_lake(
         files_loaded=dict(stats.files_loaded),
         rows_written={t: n for t, n in row_counts.items() if not t.startswith("_dlt")},
         failed_files=list(stats.failed),
+        ignored_files=ignored_files(source_fs, fs_path(source_fs, source)),
         undeclared_fields={k: sorted(v) for k, v in stats.undeclared.items() if v},
         load_ids=list(info.loads_ids),
         duration_s=time.monotonic() - started,

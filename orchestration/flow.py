@@ -66,6 +66,7 @@ class RunSummary:
     files: list[dict[str, Any]] = field(default_factory=list)
     failed_files: list[dict[str, str]] = field(default_factory=list)
     undeclared_fields: list[str] = field(default_factory=list)
+    ignored_files: list[str] = field(default_factory=list)
     buckets: dict[str, int] = field(default_factory=dict)
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     preprocess_steps: dict[str, float] = field(default_factory=dict)
@@ -122,6 +123,7 @@ class RunSummary:
         for title, items in (
             ("Failed files", [f"{f['file_name']}: {f['reason']}" for f in self.failed_files]),
             ("Fields the contract does not name (kept pseudonymized)", self.undeclared_fields),
+            ("Files the contract does not name (not read)", self.ignored_files),
             ("No new delivery", self.stale_sources),
             ("dbt failures", self.dbt_failures),
             ("dbt warnings", self.dbt_warnings),
@@ -374,6 +376,9 @@ def _record_extract(summary: RunSummary, stage: StageReport, result: Any) -> Non
     stage.rows = {str(k): int(v) for k, v in dict(data.get("rows_written") or {}).items()}
     files = dict(data.get("files_read") or {})
     stage.detail = ", ".join(f"{k} files {v}" for k, v in files.items()) or "nothing new"
+    for ignored in data.get("ignored_files") or []:
+        item = _as_dict(ignored)
+        summary.ignored_files.append(f"{item.get('file_name')}: {item.get('reason')}")
     for kind, names in dict(data.get("undeclared_fields") or {}).items():
         summary.undeclared_fields.append(f"{kind}: {', '.join(names)}")
     for failed in data.get("failed_files") or []:
@@ -701,6 +706,11 @@ def _send_run_alerts(summary: RunSummary, settings: Settings) -> None:
             f"{len(summary.alerts)} deliveries with a duplicate ratio "
             f"above {settings.duplicate_alert_ratio}",
             summary.alerts,
+        ),
+        (
+            f"{len(summary.ignored_files)} files in the drop that the contract does not name "
+            "(not read)",
+            summary.ignored_files,
         ),
         (
             "deliveries with fields the contract does not name (kept pseudonymized only)",

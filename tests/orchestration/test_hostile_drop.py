@@ -95,6 +95,11 @@ def _hostile_drop(tmp_path: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]
     for name in ("sales_latest.csv", "sales_2026-02-30.csv"):
         (drop / "sales" / name).write_text("\n".join(both[:2]) + "\n", encoding="utf-8")
 
+    # Files the contract does not name: not read, reported.
+    (drop / "sales" / "old").mkdir()
+    for name in (".hidden_x.csv", "X.CSV", "x.csv.bak", "old/sales_2026-01-02.csv"):
+        (drop / "sales" / name).write_text("\n".join(both[:2]) + "\n", encoding="utf-8")
+
     for product_id, name in (("PR-0001", FORMULA), ("PR-0002", "Milk\nwith\nnewlines")):
         path = drop / "products" / f"product_{product_id}.json"
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -166,6 +171,13 @@ def test_a_hostile_drop_runs_and_its_good_rows_all_count(
         "sales/sales_2026-02-30.csv",
     }
     assert not leftover.exists(), "a killed run's dlt folder is removed by the next run"
+    assert summary.ignored_files == [
+        "sales/.hidden_x.csv: a hidden file",
+        "sales/X.CSV: not a sales file (.csv or .csv.gz)",
+        "sales/old/sales_2026-01-02.csv: outside the contract's folders "
+        "(stores, products, customers, sales)",
+        "sales/x.csv.bak: not a sales file (.csv or .csv.gz)",
+    ]
     assert sorted(summary.undeclared_fields) == [
         "customers: Email, mobile_phone, notes",
         "stores: manager.email2",
