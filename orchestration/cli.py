@@ -196,6 +196,7 @@ def run(
     reported, and the run goes on.
     """
     from orchestration.flow import retail_elt
+    from orchestration.leftovers import stop_orphaned_prefect_servers
 
     settings = _settings()
     try:
@@ -203,6 +204,7 @@ def run(
     except RuntimeError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from exc
+    stop_orphaned_prefect_servers()
     state = retail_elt(
         source_url=source,
         full_refresh=full_refresh,

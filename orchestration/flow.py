@@ -31,6 +31,7 @@ from elt_settings import Settings, get_settings
 from orchestration.alerts import Alert, send_alert
 from orchestration.dbt_runner import PRODUCTION_BUILD, BuildResult, DbtProject, SourceFreshness
 from orchestration.dbt_state import Warehouse, fresher_sources, missing_relations, plan_build
+from orchestration.leftovers import WORK_DIR_PREFIX, remove_leftover_work_dirs
 from orchestration.retry import is_transient, is_transient_message, retry_if_transient
 from orchestration.run_lock import RunLocked, lake_lock
 
@@ -547,26 +548,6 @@ def retail_elt(
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
 
 
-#: dlt's working folders of runs (in the system's temporary folder), named with the pid.
-WORK_DIR_PREFIX = "elt-dlt-"
-
-
-def _remove_leftover_work_dirs() -> None:
-    """Remove the working folders that killed runs left behind (their process is gone)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{WORK_DIR_PREFIX}*"):
-        pid = path.name.removeprefix(WORK_DIR_PREFIX).split("-", 1)[0]
-        if not pid.isdigit():  # an older run's folder, without a pid: gone after a day
-            if time.time() - path.stat().st_mtime > 86400:
-                shutil.rmtree(path, ignore_errors=True)
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass  # another user's live process
-
-
 def _run_under_lock(
     settings: Settings,
     options: dict[str, Any],
@@ -577,7 +558,7 @@ def _run_under_lock(
     log = get_run_logger()
     source = source_url or settings.source_url
     summary = RunSummary(source_url=source, lake_url=settings.lake_url, target=settings.target)
-    _remove_leftover_work_dirs()
+    remove_leftover_work_dirs()
     pipelines_dir = tempfile.mkdtemp(prefix=f"{WORK_DIR_PREFIX}{os.getpid()}-")
     try:
         pii_key = settings.resolved_pii_key()

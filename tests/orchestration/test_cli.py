@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -83,9 +84,55 @@ def test_run_exits_non_zero_when_the_run_fails(
         raise ValueError("injected failure of the extract stage")
 
     monkeypatch.setattr(ingestion, "extract_to_lake", broken)
-    result = runner.invoke(app, ["run", "--source", str(tmp_path / "nowhere")])
-    assert result.exit_code == 1
-    assert "The run failed" in result.output
+    orphan, decoy = _orphaned_temporary_prefect_server(), _a_live_look_alike()
+    try:
+        result = runner.invoke(app, ["run", "--source", str(tmp_path / "nowhere")])
+        assert result.exit_code == 1
+        assert "The run failed" in result.output
+        # The temporary server a killed run left behind was stopped; a live one was not.
+        assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie"
+        assert decoy.poll() is None
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
+def _orphaned_temporary_prefect_server() -> int:
+    """A temporary Prefect server as Prefect starts it, whose run died (its parent is gone)."""
+    import subprocess
+    import sys
+
+    from tests.support.services import free_port
+
+    spawn = (
+        "import os, subprocess, sys\n"
+        "env = {**os.environ, 'PREFECT__SERVER_EPHEMERAL': '1', 'PREFECT_UI_ENABLED': '0'}\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'uvicorn', '--factory',\n"
+        "    'prefect.server.api.server:create_app', '--host', '127.0.0.1', '--port',\n"
+        f"    '{free_port()}'], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "print(p.pid)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", spawn], capture_output=True, text=True, check=True)
+    pid = int(done.stdout)
+    assert psutil.Process(pid).ppid() == 1
+    return pid
+
+
+def _a_live_look_alike() -> Any:
+    """A process with a temporary server's command line and environment, whose parent lives."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(120)",
+            "prefect.server.api.server:create_app",
+        ],
+        env={**os.environ, "PREFECT__SERVER_EPHEMERAL": "1"},
+    )
 
 
 @pytest.mark.usefixtures("prefect_harness")
