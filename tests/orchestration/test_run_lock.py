@@ -159,5 +159,4 @@ def test_two_runs_at_once_on_postgres_and_an_s3_lake(
     write_lease("2026-01-01T00:00:00+00:00")
     _two_runs_at_once(env, tmp_path)
     _assert_marts_match_manifest("postgres", postgres_dsn, manifest)
-    assert not fs.exists(lease)
-    _append_day_and_run(env, drop, tmp_path, "postgres", postgres_dsn)
+    assert not fs.exists(lease)  # released (later runs: see the DuckDB test)
