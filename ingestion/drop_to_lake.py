@@ -163,8 +163,8 @@ class ExtractResult:
     """Rows written to the lake per table (dlt's normalize counts, dlt tables excluded)."""
     failed_files: list[FailedFile] = field(default_factory=list)
     ignored_files: list[FailedFile] = field(default_factory=list)
-    """Files of the drop the contract does not name (hidden, in another folder, another
-    suffix): not read, reported with the reason (``kind`` is their folder)."""
+    """New versions of files of the drop the contract does not name (hidden, in another
+    folder, another suffix): not read, recorded in ``delivered_files`` as ``ignored``."""
     undeclared_fields: dict[str, list[str]] = field(default_factory=dict)
     """Per kind, the fields the contract does not name that this run met (kept only
     pseudonymized: ``undeclared__<field>_hash`` and ``_masked``)."""
@@ -183,6 +183,7 @@ class _RunStats:
     files_loaded: dict[str, int] = field(default_factory=dict)
     failed: list[FailedFile] = field(default_factory=list)
     undeclared: dict[str, set[str]] = field(default_factory=dict)
+    ignored: list[FailedFile] = field(default_factory=list)
 
     def count(self, kind: str, ok: bool) -> None:
         self.files_read[kind] = self.files_read.get(kind, 0) + 1
@@ -360,16 +361,49 @@ def ignored_reason(relative_path: str) -> str | None:
     return None
 
 
-def ignored_files(source_fs: AbstractFileSystem, root: str) -> list[FailedFile]:
-    """The drop's files the contract does not name, with the reason (they are not read)."""
+def _ignored_files(source_fs: AbstractFileSystem, root: str, stats: _RunStats) -> Any:
+    """The resource that records the drop's files the contract does not name: one
+    ``delivered_files`` row per new version (kind and status ``ignored``); never read.
+
+    It lists the drop itself (``find``): dlt's listing, a glob, does not show hidden files.
+    """
+    delivered_hints = _table_hints("delivered_files")
     root = root.rstrip("/")
-    out = []
-    for path in sorted(source_fs.find(root)):
-        relative = path[len(root) :].lstrip("/")
-        reason = ignored_reason(relative)
-        if reason is not None:
-            out.append(FailedFile(relative, relative.split("/")[0], reason))
-    return out
+
+    @dlt.resource(name="ignored_files", write_disposition="append")
+    def record_ignored() -> Iterator[Any]:
+        seen: dict[str, str] = dlt.current.resource_state().setdefault("files", {})
+        load_id = dlt.current.load_package_state()["load_id"]
+        rows = []
+        for path, info in sorted(source_fs.find(root, detail=True).items()):
+            file_name = path[len(root) :].lstrip("/")
+            reason = ignored_reason(file_name)
+            if reason is None:
+                continue
+            modified = _as_utc(source_fs.modified(path))
+            previous = seen.get(file_name)
+            if previous is not None and dt.datetime.fromisoformat(previous) >= modified:
+                continue
+            seen[file_name] = modified.isoformat()
+            stats.ignored.append(FailedFile(file_name, "ignored", reason))
+            logger.warning("not read %s: %s", file_name, reason)
+            rows.append(
+                {
+                    "file_name": file_name,
+                    "kind": "ignored",
+                    "delivery_date": delivery_date_of(file_name),
+                    "file_modified_at": modified,
+                    "size_bytes": info.get("size"),
+                    "status": "ignored",
+                    "failure_reason": reason,
+                    "rows_read": 0,
+                    "load_id": load_id,
+                }
+            )
+        if rows:
+            yield dlt.mark.with_hints(rows, delivered_hints, create_table_variant=True)
+
+    return record_ignored
 
 
 def _link_out_of_drop(item: FileItemDict) -> str | None:
@@ -529,6 +563,7 @@ def drop_source(
         listing = listing.with_name(f"list_{kind}")
         reader = _file_reader(kind, key, quarantine, stats, limits or FileLimits())
         resources.append(listing | reader)
+    resources.append(_ignored_files(source_fs, fs_path(source_fs, source_url), stats))
     return resources
 
 
@@ -604,7 +639,7 @@ def extract_to_lake(
         files_loaded=dict(stats.files_loaded),
         rows_written={t: n for t, n in row_counts.items() if not t.startswith("_dlt")},
         failed_files=list(stats.failed),
-        ignored_files=ignored_files(source_fs, fs_path(source_fs, source)),
+        ignored_files=list(stats.ignored),
         undeclared_fields={k: sorted(v) for k, v in stats.undeclared.items() if v},
         load_ids=list(info.loads_ids),
         duration_s=time.monotonic() - started,

@@ -214,6 +214,24 @@ def test_a_hostile_drop_runs_and_its_good_rows_all_count(
             truth["rows_valid"],
             truth["rows_quarantined"],
         )
+    ignored = {
+        name: (status, reason)
+        for name, status, reason in _query(
+            target,
+            where,
+            "select file_name, status, failure_reason from marts.data_quality_by_file "
+            "where status = 'ignored'",
+        )
+    }
+    assert ignored == {
+        "sales/.hidden_x.csv": ("ignored", "a hidden file"),
+        "sales/X.CSV": ("ignored", "not a sales file (.csv or .csv.gz)"),
+        "sales/x.csv.bak": ("ignored", "not a sales file (.csv or .csv.gz)"),
+        "sales/old/sales_2026-01-02.csv": (
+            "ignored",
+            "outside the contract's folders (stores, products, customers, sales)",
+        ),
+    }
     odd = quality["sales/sales_2026-01-20.csv"]
     assert odd[:3] == (4, 2, 2) and "bad_sale_ts" in odd[3], odd
     long = quality["sales/sales_2026-01-24.csv"]

@@ -4,6 +4,44 @@ files as (
     select * from {{ ref('stg_sales__files') }}
 ),
 
+delivered as (
+    select * from {{ ref('stg_shop__delivered_files') }}
+),
+
+-- Files of the drop the contract does not name (hidden, other suffixes or
+-- folders): not read; the latest version of each, with the reason.
+ignored_versions as (
+    select
+        file_name,
+        delivery_date,
+        file_modified_at,
+        failure_reason,
+        row_number() over (
+            partition by file_name order by file_modified_at desc
+        ) as version_rank
+    from delivered
+    where status = 'ignored'
+),
+
+ignored as (
+    select
+        file_name,
+        cast(0 as bigint) as rows_in,
+        cast(0 as bigint) as rows_valid,
+        cast(0 as bigint) as rows_duplicate,
+        cast(0 as bigint) as rows_superseded,
+        cast(0 as bigint) as rows_quarantined,
+        cast(0 as double precision) as duplicate_ratio,
+        false as is_alert,
+        delivery_date,
+        file_modified_at,
+        'ignored' as status,
+        failure_reason,
+        cast(null as text) as rows_quarantined_by_reason
+    from ignored_versions
+    where version_rank = 1
+),
+
 files_rated as (
     select
         file_name,
@@ -39,6 +77,22 @@ final as (
         failure_reason,
         rows_quarantined_by_reason
     from files_rated
+    union all
+    select
+        file_name,
+        rows_in,
+        rows_valid,
+        rows_duplicate,
+        rows_superseded,
+        rows_quarantined,
+        duplicate_ratio,
+        is_alert,
+        delivery_date,
+        file_modified_at,
+        status,
+        failure_reason,
+        rows_quarantined_by_reason
+    from ignored
 )
 
 select * from final
