@@ -24,22 +24,27 @@ ignored_versions as (
 ),
 
 ignored as (
+    -- the columns of stg_sales__files, in its order (unioned by position)
     select
         file_name,
+        'ignored' as status,
+        failure_reason,
+        cast(null as text) as rows_quarantined_by_reason,
         cast(0 as bigint) as rows_in,
         cast(0 as bigint) as rows_valid,
         cast(0 as bigint) as rows_duplicate,
         cast(0 as bigint) as rows_superseded,
         cast(0 as bigint) as rows_quarantined,
-        cast(0 as double precision) as duplicate_ratio,
-        false as is_alert,
         delivery_date,
-        file_modified_at,
-        'ignored' as status,
-        failure_reason,
-        cast(null as text) as rows_quarantined_by_reason
+        file_modified_at
     from ignored_versions
     where version_rank = 1
+),
+
+files_and_ignored as (
+    select * from files
+    union all
+    select * from ignored
 ),
 
 files_rated as (
@@ -58,7 +63,7 @@ files_rated as (
         coalesce(
             cast(rows_duplicate as double precision) / nullif(rows_in, 0), 0
         ) as duplicate_ratio
-    from files
+    from files_and_ignored
 ),
 
 final as (
@@ -77,22 +82,6 @@ final as (
         failure_reason,
         rows_quarantined_by_reason
     from files_rated
-    union all
-    select
-        file_name,
-        rows_in,
-        rows_valid,
-        rows_duplicate,
-        rows_superseded,
-        rows_quarantined,
-        duplicate_ratio,
-        is_alert,
-        delivery_date,
-        file_modified_at,
-        status,
-        failure_reason,
-        rows_quarantined_by_reason
-    from ignored
 )
 
 select * from final
