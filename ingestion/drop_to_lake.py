@@ -20,8 +20,6 @@ import copy
 import datetime as dt
 import logging
 import os
-import posixpath
-import re
 import shutil
 import tempfile
 import time
@@ -38,14 +36,15 @@ from dlt.sources.filesystem import filesystem
 from fsspec import AbstractFileSystem
 
 from .documents import parse_documents
+from .drop_files import KIND_GLOBS, delivery_date_of, ignored_reason, link_out_of_drop
 from .pii import require_key
+from .quarantine import Quarantine
 from .sales_csv import FileLimits, UnreadableFileError, parse_sales_csv, without_content
 from .storage import (
     dlt_filesystem_credentials,
     filesystem_for,
     fs_path,
     normalize_url,
-    write_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,25 +53,6 @@ logger = logging.getLogger(__name__)
 PIPELINE_NAME = "drop_to_lake"
 #: The lake dataset (folder) the pipeline writes.
 RAW_DATASET = "raw"
-#: Kinds of delivered files and the globs, relative to the drop, that find them.
-KIND_GLOBS: dict[str, str] = {
-    "stores": "stores/*.json",
-    "products": "products/*.json",
-    "customers": "customers/*.jsonl",
-    "sales": "sales/*.csv*",
-}
-#: File name endings accepted per kind (anything else in the folder is ignored).
-KIND_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "stores": (".json",),
-    "products": (".json",),
-    "customers": (".jsonl",),
-    "sales": (".csv", ".csv.gz"),
-}
-#: Kinds whose files hold personal data: their bytes are never copied to the quarantine.
-PII_KINDS = frozenset({"stores", "customers"})
-
-_DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
-
 _TS = {"data_type": "timestamp", "timezone": True}
 _TEXT = {"data_type": "text"}
 _LINEAGE_COLUMNS: dict[str, dict[str, Any]] = {
@@ -191,83 +171,10 @@ class _RunStats:
             self.files_loaded[kind] = self.files_loaded.get(kind, 0) + 1
 
 
-def delivery_date_of(file_name: str) -> dt.date | None:
-    """The delivery date in a file's name, if any.
-
-    Args:
-        file_name: e.g. ``sales/sales_2026-01-10.csv.gz``.
-
-    Returns:
-        The date, or None when the name carries none (or an impossible one).
-    """
-    match = _DATE_IN_NAME.search(posixpath.basename(file_name))
-    if not match:
-        return None
-    try:
-        return dt.date.fromisoformat(match.group(1))
-    except ValueError:
-        return None
-
-
 def _as_utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC)
-
-
-class _Quarantine:
-    """Writes unreadable files into the lake's ``quarantine/files/<kind>/`` zone."""
-
-    def __init__(self, fs: AbstractFileSystem, lake_root: str) -> None:
-        self.fs = fs
-        self.root = posixpath.join(lake_root, "quarantine", "files")
-
-    def _paths(self, kind: str, file_name: str) -> tuple[str, str]:
-        target = posixpath.join(self.root, kind, posixpath.basename(file_name))
-        return target, f"{target}.reason.json"
-
-    def put(
-        self, kind: str, file_name: str, data: bytes | None, reason: str, modified: dt.datetime
-    ) -> None:
-        """Quarantine a file: its reason, and its bytes unless it holds personal data, was not
-        read (``data`` None: a link out of the drop), or has columns the contract does not
-        name (a wrong header: they may hold anything)."""
-        target, reason_path = self._paths(kind, file_name)
-        unknown_columns = reason.startswith("wrong_header")
-        keep_bytes = kind not in PII_KINDS and data is not None and not unknown_columns
-        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        if keep_bytes:
-            self.fs.pipe_file(target, data)
-        elif self.fs.exists(target):
-            self.fs.rm(target)
-        payload: dict[str, Any] = {
-            "file_name": file_name,
-            "kind": kind,
-            "reason": reason,
-            "file_modified_at": modified.isoformat(),
-            "quarantined_at": dt.datetime.now(dt.UTC).isoformat(),
-            "size_bytes": len(data or b""),
-            "bytes_kept": keep_bytes,
-        }
-        if data is None:
-            payload["note"] = "the file was not read"
-        elif unknown_columns:
-            payload["note"] = (
-                "its columns are not the contract's and may hold personal data: its bytes stay "
-                "in the drop"
-            )
-        elif not keep_bytes:
-            payload["note"] = (
-                "the file holds personal data, which never enters the lake in plain text; "
-                "its bytes stay in the drop"
-            )
-        write_json(self.fs, reason_path, payload)
-
-    def clear(self, kind: str, file_name: str) -> None:
-        """Remove a file's quarantine entry once a newer version was read successfully."""
-        for path in self._paths(kind, file_name):
-            if self.fs.exists(path):
-                self.fs.rm(path)
 
 
 def _table_hints(table: str) -> Any:
@@ -349,18 +256,6 @@ def _documents_as_arrow(records: list[dict[str, Any]], kind: str, load_id: str) 
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def ignored_reason(relative_path: str) -> str | None:
-    """Why the contract does not name a file of the drop (None: it is a delivery to read)."""
-    parts = relative_path.split("/")
-    if any(part.startswith(".") for part in parts):
-        return "a hidden file"
-    if len(parts) != 2 or parts[0] not in KIND_SUFFIXES:
-        return f"outside the contract's folders ({', '.join(KIND_SUFFIXES)})"
-    if not parts[1].endswith(KIND_SUFFIXES[parts[0]]):
-        return f"not a {parts[0]} file ({' or '.join(KIND_SUFFIXES[parts[0]])})"
-    return None
-
-
 def _ignored_files(source_fs: AbstractFileSystem, root: str, stats: _RunStats) -> Any:
     """The resource that records the drop's files the contract does not name: one
     ``delivered_files`` row per new version (kind and status ``ignored``); never read.
@@ -406,21 +301,8 @@ def _ignored_files(source_fs: AbstractFileSystem, root: str, stats: _RunStats) -
     return record_ignored
 
 
-def _link_out_of_drop(item: FileItemDict) -> str | None:
-    """The failure reason of a local file that is a link to somewhere outside the drop (or
-    inside a linked folder that is): such a file is not read, whatever it points to."""
-    if not item["file_url"].startswith("file://"):
-        return None  # object stores have no links
-    path = item.local_file_path
-    root = path[: len(path) - len(item["relative_path"])]
-    real, real_root = os.path.realpath(path), os.path.realpath(root)
-    if os.path.commonpath([real, real_root]) == real_root:
-        return None
-    return "link_outside_drop: the file is a link to a path outside the drop; it was not read"
-
-
 def _file_reader(
-    kind: str, key: bytes, quarantine: _Quarantine, stats: _RunStats, limits: FileLimits
+    kind: str, key: bytes, quarantine: Quarantine, stats: _RunStats, limits: FileLimits
 ) -> Any:
     """Build the transformer that reads new file versions of one kind."""
 
@@ -455,7 +337,7 @@ def _file_reader(
             previous = seen.get(file_name)
             if previous is not None and dt.datetime.fromisoformat(previous) >= modified:
                 continue
-            failure = _link_out_of_drop(item)
+            failure = link_out_of_drop(item)
             if failure is None and kind == "sales" and delivery_date_of(file_name) is None:
                 failure = (
                     "bad_file_name: a sales file is named sales_<YYYY-MM-DD>.csv[.gz] with a "
@@ -539,7 +421,7 @@ def drop_source(
     source_url: str,
     source_fs: AbstractFileSystem,
     key: bytes,
-    quarantine: _Quarantine,
+    quarantine: Quarantine,
     stats: _RunStats,
     limits: FileLimits | None = None,
 ) -> list[DltResource]:
@@ -572,7 +454,7 @@ def _working_dir(pipelines_dir: str | None) -> Iterator[str]:
     if pipelines_dir is not None:
         yield pipelines_dir
         return
-    path = tempfile.mkdtemp(prefix="elt-dlt-")
+    path = tempfile.mkdtemp(prefix=f"elt-dlt-{os.getpid()}-")  # see orchestration/leftovers.py
     try:
         yield path
     finally:
@@ -615,7 +497,7 @@ def extract_to_lake(
     source_fs = filesystem_for(source, source_storage_options)
     lake_fs = filesystem_for(lake, lake_storage_options)
     stats = _RunStats()
-    quarantine = _Quarantine(lake_fs, fs_path(lake_fs, lake))
+    quarantine = Quarantine(lake_fs, fs_path(lake_fs, lake))
     destination = dlt.destinations.filesystem(
         bucket_url=lake, credentials=dlt_filesystem_credentials(lake, lake_storage_options)
     )
