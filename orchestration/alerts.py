@@ -63,3 +63,11 @@ def send_alert(alert: Alert, webhook_url: str | None, *, timeout: float = 10.0) 
         logger.error("The alert webhook failed: %s", exc)
         return False
     return True
+
+
+def first_lines(message: str, lines: int = 6, width: int = 240) -> str:
+    """The first lines of an error, for an alert: the full text is in the run's logs."""
+    kept = [line[:width] for line in message.strip().splitlines()[:lines]]
+    if len(message.strip().splitlines()) > lines:
+        kept.append("... (the whole message is in the run's logs)")
+    return "\n".join(kept)

@@ -18,7 +18,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,113 +27,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from elt_settings import Settings, get_settings
-from orchestration.alerts import Alert, send_alert
+from orchestration.alerts import Alert, first_lines, send_alert
 from orchestration.dbt_runner import PRODUCTION_BUILD, BuildResult, DbtProject, SourceFreshness
 from orchestration.dbt_state import Warehouse, fresher_sources, missing_relations, plan_build
 from orchestration.leftovers import WORK_DIR_PREFIX, remove_leftover_work_dirs
 from orchestration.retry import is_transient, is_transient_message, retry_if_transient
 from orchestration.run_lock import RunLocked, lake_lock
+from orchestration.summary import FLOW_NAME, RunSummary, StageReport
 
 logger = logging.getLogger(__name__)
-
-FLOW_NAME = "retail-elt"
-
-
-# --------------------------------------------------------------------------------------
-# The run's summary
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class StageReport:
-    """One stage of a run: how it ended, how long it took, what it moved."""
-
-    name: str
-    status: str = "pending"
-    duration_s: float = 0.0
-    rows: dict[str, int] = field(default_factory=dict)
-    detail: str = ""
-
-
-@dataclass
-class RunSummary:
-    """Everything a person wants to know after a run; also the flow's return value."""
-
-    source_url: str
-    lake_url: str
-    target: str
-    stages: list[StageReport] = field(default_factory=list)
-    files: list[dict[str, Any]] = field(default_factory=list)
-    failed_files: list[dict[str, str]] = field(default_factory=list)
-    undeclared_fields: list[str] = field(default_factory=list)
-    ignored_files: list[str] = field(default_factory=list)
-    buckets: dict[str, int] = field(default_factory=dict)
-    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
-    preprocess_steps: dict[str, float] = field(default_factory=dict)
-    dbt_counts: dict[str, int] = field(default_factory=dict)
-    dbt_plan: str = ""
-    dbt_failures: list[str] = field(default_factory=list)
-    dbt_warnings: list[str] = field(default_factory=list)
-    dbt_nodes: list[dict[str, Any]] = field(default_factory=list)
-    stale_sources: list[str] = field(default_factory=list)
-    alerts: list[str] = field(default_factory=list)
-    report_url: str | None = None
-    success: bool = False
-    error: str | None = None
-
-    def stage(self, name: str) -> StageReport:
-        for stage in self.stages:
-            if stage.name == name:
-                return stage
-        report = StageReport(name)
-        self.stages.append(report)
-        return report
-
-    def to_markdown(self) -> str:
-        """The summary as Markdown (the Prefect artifact and the end of ``elt run``)."""
-        lines = [
-            f"# {FLOW_NAME}: {'succeeded' if self.success else 'FAILED'}",
-            "",
-            f"- source: `{self.source_url}`",
-            f"- lake: `{self.lake_url}`",
-            f"- warehouse: `{self.target}`",
-        ]
-        if self.error:
-            lines.append(f"- error: {self.error}")
-        lines += ["", "| stage | status | seconds | rows |", "| --- | --- | ---: | --- |"]
-        for stage in self.stages:
-            rows = ", ".join(f"{k}={v:,}" for k, v in stage.rows.items()) or stage.detail
-            lines.append(f"| {stage.name} | {stage.status} | {stage.duration_s:.1f} | {rows} |")
-        if self.buckets:
-            lines += [
-                "",
-                "Sales rows by bucket: " + ", ".join(f"{k} {v:,}" for k, v in self.buckets.items()),
-            ]
-        if self.quarantined_by_reason:
-            lines.append(
-                "Quarantined by reason: "
-                + ", ".join(f"{k} {v:,}" for k, v in sorted(self.quarantined_by_reason.items()))
-            )
-        if self.dbt_plan:
-            lines.append(f"dbt built {self.dbt_plan}")
-        if self.dbt_counts:
-            lines.append(
-                "dbt: " + ", ".join(f"{k} {v}" for k, v in sorted(self.dbt_counts.items()))
-            )
-        for title, items in (
-            ("Failed files", [f"{f['file_name']}: {f['reason']}" for f in self.failed_files]),
-            ("Fields the contract does not name (kept pseudonymized)", self.undeclared_fields),
-            ("Files the contract does not name (not read)", self.ignored_files),
-            ("No new delivery", self.stale_sources),
-            ("dbt failures", self.dbt_failures),
-            ("dbt warnings", self.dbt_warnings),
-            ("Alerts", self.alerts),
-        ):
-            if items:
-                lines += ["", f"**{title}**", *[f"- {item}" for item in items]]
-        if self.report_url:
-            lines += ["", f"Report: `{self.report_url}`"]
-        return "\n".join(lines)
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -494,20 +395,12 @@ def _publish_artifacts(summary: RunSummary) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _short(message: str, lines: int = 6, width: int = 240) -> str:
-    """The first lines of an error, for an alert: the full text is in the run's logs."""
-    kept = [line[:width] for line in message.strip().splitlines()[:lines]]
-    if len(message.strip().splitlines()) > lines:
-        kept.append("... (the whole message is in the run's logs)")
-    return "\n".join(kept)
-
-
 def _alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     settings = get_settings()
     send_alert(
         Alert(
             title=f"{FLOW_NAME} run {flow_run.name} failed",
-            details=_short(str(state.message or "")),
+            details=first_lines(str(state.message or "")),
             severity="error",
         ),
         settings.alert_webhook_url,
