@@ -56,13 +56,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from distributed import Client, progress
 
+from contract.lake import (
+    FILE_QUALITY,
+    PREPROCESSED,
+    PREPROCESSED_STATE,
+    QUARANTINE_ROWS,
+    RAW_DELIVERED,
+    RAW_LOADS,
+    RAW_SALES,
+    completed_load_ids,
+    is_of_completed_load,
+    partition_path,
+)
+from contract.sales import REASONS, SALES_COLUMNS
 from dask_preprocess.cluster import dask_client
 from dask_preprocess.lake import Lake
 from dask_preprocess.rules import (
     BUCKETS,
-    CONTRACT_COLUMNS,
     ORDER_COLUMNS,
-    REASONS,
     TUPLE_COLUMNS,
     assign_buckets,
     sale_id_hashes,
@@ -72,12 +83,7 @@ from dask_preprocess.rules import (
 
 logger = logging.getLogger(__name__)
 
-RAW_SALES = "raw/sales"
-RAW_DELIVERED = "raw/delivered_files"
-RAW_LOADS = "raw/_dlt_loads"
-PRE = "preprocessed"
-STATE = f"{PRE}/_state"
-QUARANTINE_ROWS = "quarantine/sales_rows"
+STATE = PREPROCESSED_STATE
 # 1: one rows file per bucket; 2: segments and labels per bucket; 3: rows with a sale_key
 STATE_FORMAT = 3
 STATE_ROW_GROUP = 16_384  # rows per row group of the state's bucket files (sorted by sale date)
@@ -158,7 +164,7 @@ FILE_QUALITY_SCHEMA = pa.schema(
 )
 QUARANTINE_SCHEMA = pa.schema(
     [
-        *[(c, pa.string()) for c in CONTRACT_COLUMNS],
+        *[(c, pa.string()) for c in SALES_COLUMNS],
         ("_raw_line", pa.string()),
         ("reason", pa.string()),
         ("_file_name", pa.string()),
@@ -336,7 +342,7 @@ def _state_frame(rows: pd.DataFrame | None = None) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 RAW_WANTED = [
-    *CONTRACT_COLUMNS,
+    *SALES_COLUMNS,
     "_file_name",
     "_delivery_date",
     "_file_modified_at",
@@ -432,7 +438,7 @@ def _validate_piece(
     if raw.empty:
         return COUNTS_META.copy()
     for col in RAW_WANTED:
-        if col in CONTRACT_COLUMNS or col in ("_malformed", "_raw_line", "_file_name"):
+        if col in SALES_COLUMNS or col in ("_malformed", "_raw_line", "_file_name"):
             raw[col] = raw[col].astype("str")
     raw["_line_number"] = pd.to_numeric(raw["_line_number"], errors="coerce").fillna(-1)
 
@@ -479,7 +485,7 @@ def _runs(values: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _quarantine_table(part: pd.DataFrame) -> pa.Table:
-    columns: dict[str, Any] = {c: pa.array(part[f"raw_{c}"], pa.string()) for c in CONTRACT_COLUMNS}
+    columns: dict[str, Any] = {c: pa.array(part[f"raw_{c}"], pa.string()) for c in SALES_COLUMNS}
     columns["_raw_line"] = pa.array(part["raw_line"], pa.string())
     columns["reason"] = pa.array(part["reason"], pa.string())
     columns["_file_name"] = pa.array(part["file_name"], pa.string())
@@ -1207,7 +1213,8 @@ def _write_split(lake: Lake, table: pa.Table, column: str, zone: str, values: li
 
 
 def _partition_path(zone: str, column: str, value: int) -> str:
-    return f"{PRE}/{zone}/{column}={_days_to_date(value).isoformat()}/part-0.parquet"
+    del column  # the contract's layout knows each table's partition column
+    return partition_path(zone, _days_to_date(value).isoformat())
 
 
 class _Aggregate(NamedTuple):
@@ -1405,38 +1412,16 @@ def _save(lake: Lake, rel: str, frame: pd.DataFrame, dtypes: dict[str, str]) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-_LOAD_OF_FILE = re.compile(r"^(?P<load_id>\d+(?:\.\d+)?)\.")
-_LOAD_LISTED = re.compile(r"__(?P<load_id>\d+(?:\.\d+)?)\.jsonl$")
-
-
 def _completed_loads(lake: Lake) -> set[str] | None:
-    """Load ids of the drop -> lake loads that completed (listed in ``raw/_dlt_loads``).
-
-    dlt writes data files before it records the load; files of a load that is not listed
-    (failed half-way, or still running) are left for a later run. None when the lake has no
-    ``raw/_dlt_loads`` at all (a lake not written by dlt): then every file counts.
-    """
+    """Load ids of the drop -> lake loads that completed (None: the lake has no dlt record)."""
     if not lake.exists(RAW_LOADS):
         return None
-    loads = set()
-    for path, _ in lake.list_files(RAW_LOADS, suffix=".jsonl"):
-        match = _LOAD_LISTED.search(path.rsplit("/", 1)[-1])
-        if match:
-            loads.add(match.group("load_id"))
-    return loads
-
-
-def _is_complete(path: str, loads: set[str] | None) -> bool:
-    """Whether a raw data file belongs to a completed load (by dlt's file name layout)."""
-    if loads is None:
-        return True
-    match = _LOAD_OF_FILE.match(path.rsplit("/", 1)[-1])
-    return match is None or match.group("load_id") in loads
+    return completed_load_ids([path for path, _ in lake.list_files(RAW_LOADS, suffix=".jsonl")])
 
 
 def _delivered_sales_files(lake: Lake, loads: set[str] | None) -> pd.DataFrame:
     """Every sales file version in ``raw/delivered_files`` (completed loads) with its status."""
-    files = [p for p, _ in lake.list_files(RAW_DELIVERED) if _is_complete(p, loads)]
+    files = [p for p, _ in lake.list_files(RAW_DELIVERED) if is_of_completed_load(p, loads)]
     cols = ["file_name", "kind", "delivery_date", "file_modified_at", "status", "failure_reason"]
     frames = []
     for path in files:
@@ -1858,7 +1843,7 @@ def preprocess_sales(
         if meta.get("timezone") != timezone:
             raise ValueError(
                 f"The preprocessed zone was built for time zone {meta.get('timezone')!r}, not "
-                f"{timezone!r}; clear {lake_url}/{PRE} to rebuild it."
+                f"{timezone!r}; clear {lake_url}/{PREPROCESSED} to rebuild it."
             )
         n_hash_partitions = int(meta["n_hash_partitions"])
         if int(meta.get("format", 1)) < STATE_FORMAT:
@@ -1870,7 +1855,7 @@ def preprocess_sales(
 
     # 1. Plan ------------------------------------------------------------------------------
     loads = _completed_loads(lake)
-    raw_files = [(p, s) for p, s in lake.list_files(RAW_SALES) if _is_complete(p, loads)]
+    raw_files = [(p, s) for p, s in lake.list_files(RAW_SALES) if is_of_completed_load(p, loads)]
     seen = set(zip(consumed["path"], consumed["size"], strict=True))
     new_raw = [p for p, s in raw_files if (p, s) not in seen]
     delivered = _delivered_sales_files(lake, loads)
@@ -2110,9 +2095,7 @@ def preprocess_sales(
         _write_quarantine(lake, staging, changed_names)
     files_state = _updated_files_state(files_state, changed, reason_counts)
     quality = _file_quality(files_state, counts_state)
-    lake.write_table(
-        f"{PRE}/file_quality/file_quality.parquet", _file_quality_table(quality, computed_at)
-    )
+    lake.write_table(FILE_QUALITY, _file_quality_table(quality, computed_at))
     # Commit: the new segments and labels move into the state, segments.json names them
     # (the switch), then the bookkeeping that says which inputs are done. A failure before
     # the switch leaves the state as it was; after it, before the bookkeeping, the next run

@@ -20,34 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# Reason codes, in the order the checks run (first failing check wins).
-REASONS: tuple[str, ...] = (
-    "wrong_field_count",
-    "record_too_long",
-    "empty_sale_id",
-    "empty_store_id",
-    "empty_product_id",
-    "bad_sale_ts",
-    "bad_quantity",
-    "bad_unit_price",
-    "bad_sale_amount",
-    "amount_mismatch",
-    "bad_region",
-)
-
-CONTRACT_COLUMNS: tuple[str, ...] = (
-    "sale_id",
-    "sale_ts",
-    "store_id",
-    "customer_id",
-    "product_id",
-    "quantity",
-    "unit_price",
-    "sale_amount",
-    "region",
-)
-
-REGIONS: dict[str, str] = {"north": "North", "south": "South", "east": "East", "west": "West"}
+from contract.sales import REASONS, REGION_OF, SALES_COLUMNS
 
 SCALE = 10_000  # money and prices are integers of 1/10,000
 MONEY_TOLERANCE = 100  # 0.01 in units of 1/10,000
@@ -89,7 +62,7 @@ VALIDATED_DTYPES: dict[str, str] = {
     "delivery_day": "int32",
     "line_number": "int64",
     "reason": "str",
-    **{f"raw_{c}": "str" for c in CONTRACT_COLUMNS},
+    **{f"raw_{c}": "str" for c in SALES_COLUMNS},
     "raw_line": "str",
     "sale_id": "str",
     "store_id": "str",
@@ -257,7 +230,7 @@ def validate_sales(raw: pd.DataFrame, timezone: str, n_partitions: int) -> pd.Da
     out["file_modified_at_us"] = raw["file_modified_at_us"].astype("int64")
     out["delivery_day"] = raw["delivery_day"].astype("int32")
     out["line_number"] = raw["_line_number"].astype("int64")
-    for col in CONTRACT_COLUMNS:
+    for col in SALES_COLUMNS:
         out[f"raw_{col}"] = raw[col].astype("str")
     out["raw_line"] = raw["_raw_line"].astype("str")
 
@@ -276,7 +249,7 @@ def validate_sales(raw: pd.DataFrame, timezone: str, n_partitions: int) -> pd.Da
         mismatch[numbers_ok] = _mismatch(
             quantity[numbers_ok], price_e4[numbers_ok], amount_e4[numbers_ok]
         )
-    region = _text(raw["region"]).str.lower().map(REGIONS)
+    region = _text(raw["region"]).str.lower().map(REGION_OF)
 
     too_long = raw["_malformed"].fillna("").astype("str").str.startswith("record_too_long")
     checks = [

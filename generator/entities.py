@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.sales import REGIONS
+
 from .hashing import Hasher
 from .params import Params
 from .vocab import (
@@ -24,7 +26,6 @@ from .vocab import (
     MANAGER_EMAIL_DOMAIN,
     MOBILE_CODES,
     REGION_WORDS,
-    REGIONS,
     STREETS,
 )
 

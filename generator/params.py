@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from .vocab import REASONS
+from .vocab import DEFECTS
 
 SCALES: dict[str, tuple[int, int]] = {
     "demo": (50_000, 90),
@@ -80,12 +80,12 @@ class DirtyRates:
             raise ValueError("ts_utc_z + ts_no_offset must not exceed 1")
 
     def reason_rates(self) -> tuple[float, ...]:
-        """Rates of the row defects, in the order of `vocab.REASONS`.
+        """Rates of the row defects, in the order of `vocab.DEFECTS`.
 
         Returns:
             One rate per reason code.
         """
-        return tuple(getattr(self, r) for r in REASONS)
+        return tuple(getattr(self, r) for r in DEFECTS)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples as lists).

@@ -18,18 +18,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contract.sales import SALES_COLUMNS
+
 from .entities import N_STORES, Catalog, Customers
 from .hashing import Hasher
 from .params import Params
-from .vocab import REASONS, REGION_FORMS, SALES_HEADER
+from .vocab import DEFECTS, REGION_FORMS
 
 STREAM_SALE = 10
 STREAM_CORRECTION = 11
 STREAM_FILE = 12
 MSK_OFFSET = 3 * 3600
 
-# Reason codes as integers: 0 valid, then 1.. in the order of vocab.REASONS.
-R = {name: i + 1 for i, name in enumerate(REASONS)}
+# Reason codes as integers: 0 valid, then 1.. in the order of vocab.DEFECTS.
+R = {name: i + 1 for i, name in enumerate(DEFECTS)}
 
 (
     _F_LAG,
@@ -286,7 +288,7 @@ class SalesModel:
             u(k, _F_REGFMT) < r.odd_region_spelling, 1 + Hasher.ints(k, _F_REGFMTV, 5), 0
         )
         defect = np.searchsorted(np.cumsum(r.reason_rates()), u(k, _F_DEFECT), side="right") + 1
-        defect = np.where(defect > len(REASONS), 0, defect)
+        defect = np.where(defect > len(DEFECTS), 0, defect)
         return Rows(
             {
                 "od": od.astype(np.int64),
@@ -428,7 +430,7 @@ class SalesModel:
         Returns:
             The file content (gzip-compressed, deterministically, when `f.gz`).
         """
-        header = ",".join(SALES_HEADER)
+        header = ",".join(SALES_COLUMNS)
         if f.failure == "bad_header":
             header = "id,ts,store,customer,product,qty,price,amount,region"
         lines = render_lines(f.rows, self.day0)

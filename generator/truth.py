@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from contract.sales import REGIONS
+
 from .hashing import mix64
 from .sales import Rows
-from .vocab import REASONS, REGIONS
+from .vocab import DEFECTS
 
 
 def row_hash(gi: np.ndarray, c: dict[str, np.ndarray]) -> np.ndarray:
@@ -103,8 +105,8 @@ class Truth:
         fidx = len(self.files)
         c = rows.cols
         stats = FileStats(name, delivery_date, True, None, rows_in=len(rows))
-        counts = np.bincount(c["defect"], minlength=len(REASONS) + 1)
-        stats.quarantined = {r: int(counts[i + 1]) for i, r in enumerate(REASONS) if counts[i + 1]}
+        counts = np.bincount(c["defect"], minlength=len(DEFECTS) + 1)
+        stats.quarantined = {r: int(counts[i + 1]) for i, r in enumerate(DEFECTS) if counts[i + 1]}
         vi = np.nonzero(c["defect"] == 0)[0]
         g = gi[vi]
         h = row_hash(g, {k: v[vi] for k, v in c.items()})

@@ -7,7 +7,7 @@ tests can scan the lake and the warehouse for leaked last names without false al
 
 from __future__ import annotations
 
-REGIONS: tuple[str, ...] = ("North", "South", "East", "West")
+from contract.sales import REASONS, REGIONS
 
 # Spellings of each region as the source system writes them: index 0 is canonical, the others
 # are valid after trimming and ignoring case.
@@ -317,31 +317,9 @@ CATALOGUE: dict[
     ),
 }
 
-SALES_HEADER = (
-    "sale_id",
-    "sale_ts",
-    "store_id",
-    "customer_id",
-    "product_id",
-    "quantity",
-    "unit_price",
-    "sale_amount",
-    "region",
-)
-
-# Reason codes of docs/interfaces.md, in the order the checks run (code 0 means valid).
-REASONS: tuple[str, ...] = (
-    "wrong_field_count",
-    "empty_sale_id",
-    "empty_store_id",
-    "empty_product_id",
-    "bad_sale_ts",
-    "bad_quantity",
-    "bad_unit_price",
-    "bad_sale_amount",
-    "amount_mismatch",
-    "bad_region",
-)
+#: The row defects the generator can write: the contract's reasons but ``record_too_long``
+#: (a line longer than a setting). Their order numbers the defect codes (0 is valid).
+DEFECTS: tuple[str, ...] = tuple(r for r in REASONS if r != "record_too_long")
 
 
 def non_pii_texts() -> list[str]:

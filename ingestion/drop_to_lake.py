@@ -35,6 +35,8 @@ from dlt.sources import DltResource
 from dlt.sources.filesystem import filesystem
 from fsspec import AbstractFileSystem
 
+from contract.lake import RAW
+
 from .documents import parse_documents
 from .drop_files import KIND_GLOBS, delivery_date_of, ignored_reason, link_out_of_drop
 from .pii import require_key
@@ -52,7 +54,7 @@ logger = logging.getLogger(__name__)
 #: The dlt pipeline name of the drop -> lake direction.
 PIPELINE_NAME = "drop_to_lake"
 #: The lake dataset (folder) the pipeline writes.
-RAW_DATASET = "raw"
+RAW_DATASET = RAW
 _TS = {"data_type": "timestamp", "timezone": True}
 _TEXT = {"data_type": "text"}
 _LINEAGE_COLUMNS: dict[str, dict[str, Any]] = {

@@ -71,6 +71,14 @@ from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 from dlt.sources import DltResource
 from fsspec import AbstractFileSystem
 
+from contract.lake import (
+    PARTITIONED_TABLES,
+    PREPROCESSED,
+    completed_load_ids,
+    load_id_of_data_file,
+)
+from contract.warehouse import RAW_SALES, RAW_SHOP, SHOP_TABLES
+
 from .drop_to_lake import RAW_DATASET, SHOP_PRIMARY_KEYS, FailedFile, _working_dir
 from .storage import filesystem_for, fs_path, normalize_url
 
@@ -80,7 +88,6 @@ Target = Literal["duckdb", "postgres"]
 
 SHOP_PIPELINE_NAME = "lake_to_raw_shop"
 SALES_PIPELINE_NAME = "lake_to_raw_sales"
-SHOP_TABLES: tuple[str, ...] = ("stores", "products", "customers", "delivered_files")
 #: The columns of a shop table's primary key naming the delivery file a row came from.
 DELIVERY_COLUMNS: dict[str, tuple[str, str]] = {
     table: ("file_name", "file_modified_at")
@@ -88,20 +95,11 @@ DELIVERY_COLUMNS: dict[str, tuple[str, str]] = {
     else ("_file_name", "_file_modified_at")
     for table in SHOP_TABLES
 }
-PREPROCESSED_ZONE = "preprocessed"
-#: Partitioned preprocessed tables and their partition column.
-PARTITIONED_TABLES: dict[str, str] = {
-    "daily_sales": "sale_date",
-    "customer_monthly": "sale_month",
-}
 #: A column of the sales tables that is always null: it flagged the tombstone rows of emptied
 #: partitions when DuckDB loaded through dlt's merge (before 2026-11-30); kept for the layout.
 DELETED_FLAG = "_partition_deleted"
 #: Loader file format per target: bulk paths only.
 LOADER_FILE_FORMATS: dict[str, str] = {"duckdb": "parquet", "postgres": "csv"}
-
-_LAKE_LOAD_FILE = re.compile(r"^(?P<load_id>\d+(?:\.\d+)?)\.")
-_DLT_LOADS_FILE = re.compile(r"__(?P<load_id>\d+(?:\.\d+)?)\.jsonl$")
 
 
 @dataclass
@@ -168,13 +166,7 @@ def _with_load_id(table: pa.Table, load_id: str) -> pa.Table:
 
 def _completed_lake_loads(fs: AbstractFileSystem, raw_root: str) -> set[str]:
     """Load ids of the drop -> lake loads that completed (listed in ``_dlt_loads``)."""
-    pattern = posixpath.join(raw_root, "_dlt_loads", "*.jsonl")
-    loads = set()
-    for path in fs.glob(pattern):
-        match = _DLT_LOADS_FILE.search(posixpath.basename(path))
-        if match:
-            loads.add(match.group("load_id"))
-    return loads
+    return completed_load_ids(fs.glob(posixpath.join(raw_root, "_dlt_loads", "*.jsonl")))
 
 
 def _list(fs: AbstractFileSystem, root: str, pattern: str) -> list[FileItem]:
@@ -227,12 +219,12 @@ def _shop_resource(
         load_id = _load_id()
         for item in _list(fs, raw_root, f"{table}/*.parquet"):
             rel = item["relative_path"]
-            match = _LAKE_LOAD_FILE.match(posixpath.basename(rel))
-            if match is None or match.group("load_id") not in completed or rel in seen:
+            lake_load_id = load_id_of_data_file(rel)
+            if lake_load_id is None or lake_load_id not in completed or rel in seen:
                 continue
             data = _with_load_id(_read_parquet(fs, posixpath.join(raw_root, rel)), load_id)
             data = _without_deliveries_read(
-                data, DELIVERY_COLUMNS[table], deliveries, rel, match.group("load_id")
+                data, DELIVERY_COLUMNS[table], deliveries, rel, lake_load_id
             )
             seen[rel] = item["modification_date"].isoformat()
             stats.add(table, 1, data.num_rows)
@@ -568,7 +560,7 @@ def _file_quality_resource(fs: AbstractFileSystem, zone_root: str, stats: _Stats
     return replace_whole
 
 
-@dlt.source(name="raw_shop")
+@dlt.source(name=RAW_SHOP)
 def shop_source(
     fs: AbstractFileSystem, lake_root: str, stats: _Stats, csv_dir: str | None = None
 ) -> list[DltResource]:
@@ -588,7 +580,7 @@ def shop_source(
     return [_shop_resource(t, fs, raw_root, completed, stats, csv_dir) for t in SHOP_TABLES]
 
 
-@dlt.source(name="raw_sales")
+@dlt.source(name=RAW_SALES)
 def sales_source(
     fs: AbstractFileSystem, lake_root: str, stats: _Stats, csv_dir: str | None = None
 ) -> list[DltResource]:
@@ -605,7 +597,7 @@ def sales_source(
         ``daily_sales``, ``customer_monthly`` (each also writing ``<table>_partitions``) and
         ``file_quality``.
     """
-    zone_root = posixpath.join(lake_root, PREPROCESSED_ZONE)
+    zone_root = posixpath.join(lake_root, PREPROCESSED)
     resources = [
         _partition_resource(table, column, fs, zone_root, stats)
         if csv_dir is None
@@ -770,8 +762,8 @@ def load_to_warehouse(
     postgres_dsn: str | None = None,
     lake_storage_options: dict | None = None,
     pipelines_dir: str | None = None,
-    shop_dataset: str = "raw_shop",
-    sales_dataset: str = "raw_sales",
+    shop_dataset: str = RAW_SHOP,
+    sales_dataset: str = RAW_SALES,
 ) -> LoadResult:
     """Stage the lake into the warehouse's raw schemas, incrementally and idempotently.
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
+from contract.lake import QUARANTINE_FILES
+
 from .storage import write_json
 
 #: Kinds whose files hold personal data: their bytes are never copied to the quarantine.
@@ -19,7 +21,7 @@ class Quarantine:
 
     def __init__(self, fs: AbstractFileSystem, lake_root: str) -> None:
         self.fs = fs
-        self.root = posixpath.join(lake_root, "quarantine", "files")
+        self.root = posixpath.join(lake_root, QUARANTINE_FILES)
 
     def _paths(self, kind: str, file_name: str) -> tuple[str, str]:
         target = posixpath.join(self.root, kind, posixpath.basename(file_name))

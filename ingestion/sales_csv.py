@@ -21,20 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-logger = logging.getLogger(__name__)
+from contract.sales import SALES_COLUMNS
 
-#: The header of a sales file, exactly, in order (contract §3).
-SALES_COLUMNS: tuple[str, ...] = (
-    "sale_id",
-    "sale_ts",
-    "store_id",
-    "customer_id",
-    "product_id",
-    "quantity",
-    "unit_price",
-    "sale_amount",
-    "region",
-)
+logger = logging.getLogger(__name__)
 
 #: The Arrow schema of ``raw/sales`` rows.
 RAW_SALES_SCHEMA = pa.schema(
