@@ -24,6 +24,8 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
+COPY contract ./contract
+COPY storage ./storage
 COPY elt_settings ./elt_settings
 COPY generator ./generator
 COPY ingestion ./ingestion

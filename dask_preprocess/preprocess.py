@@ -70,7 +70,6 @@ from contract.lake import (
 )
 from contract.sales import REASONS, SALES_COLUMNS
 from dask_preprocess.cluster import dask_client
-from dask_preprocess.lake import Lake
 from dask_preprocess.rules import (
     BUCKETS,
     ORDER_COLUMNS,
@@ -80,6 +79,7 @@ from dask_preprocess.rules import (
     sale_key_of,
     validate_sales,
 )
+from storage import Lake
 
 logger = logging.getLogger(__name__)
 

@@ -36,18 +36,14 @@ from dlt.sources.filesystem import filesystem
 from fsspec import AbstractFileSystem
 
 from contract.lake import RAW
+from storage import filesystem_for, fs_path, normalize_url
 
 from .documents import parse_documents
 from .drop_files import KIND_GLOBS, delivery_date_of, ignored_reason, link_out_of_drop
+from .lake_credentials import dlt_filesystem_credentials
 from .pii import require_key
 from .quarantine import Quarantine
 from .sales_csv import FileLimits, UnreadableFileError, parse_sales_csv, without_content
-from .storage import (
-    dlt_filesystem_credentials,
-    filesystem_for,
-    fs_path,
-    normalize_url,
-)
 
 logger = logging.getLogger(__name__)
 

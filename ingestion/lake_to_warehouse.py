@@ -78,9 +78,9 @@ from contract.lake import (
     load_id_of_data_file,
 )
 from contract.warehouse import RAW_SALES, RAW_SHOP, SHOP_TABLES
+from storage import filesystem_for, fs_path, normalize_url
 
 from .drop_to_lake import RAW_DATASET, SHOP_PRIMARY_KEYS, FailedFile, _working_dir
-from .storage import filesystem_for, fs_path, normalize_url
 
 logger = logging.getLogger(__name__)
 

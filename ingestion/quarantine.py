@@ -9,8 +9,7 @@ from typing import Any
 from fsspec import AbstractFileSystem
 
 from contract.lake import QUARANTINE_FILES
-
-from .storage import write_json
+from storage import write_json
 
 #: Kinds whose files hold personal data: their bytes are never copied to the quarantine.
 PII_KINDS = frozenset({"stores", "customers"})

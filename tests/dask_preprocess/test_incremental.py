@@ -19,8 +19,8 @@ import pytest
 from dask_preprocess import PreprocessResult, local_cluster_size, preprocess_sales
 from dask_preprocess import preprocess as stage
 from dask_preprocess.cluster import dask_client
-from dask_preprocess.lake import Lake
 from dask_preprocess.rules import sale_id_hashes, sale_key_of
+from storage import Lake
 from tests.dask_preprocess.dirty import dirty_stream
 from tests.dask_preprocess.lakebuilder import LakeBuilder, sale
 from tests.dask_preprocess.reference import reference

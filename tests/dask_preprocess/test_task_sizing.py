@@ -7,7 +7,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dask_preprocess.lake import Lake
 from dask_preprocess.preprocess import (
     AGGREGATE_TASK_ROWS,
     BUCKET_TASK_ROWS,
@@ -16,6 +15,7 @@ from dask_preprocess.preprocess import (
     _pieces,
     _row_group_sizes,
 )
+from storage import Lake
 
 
 def _raw_file(tmp_path, groups: list[int]) -> tuple[Lake, str]:

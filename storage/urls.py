@@ -1,19 +1,15 @@
-"""fsspec and dlt plumbing shared by both pipelines: URLs, file systems, credentials."""
+"""URLs and file systems: local folders and ``s3://`` reached the same way through fsspec."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import posixpath
 from typing import Any
 from urllib.parse import urlsplit
 
 import fsspec
-from dlt.common.configuration.specs import AwsCredentials
 from fsspec import AbstractFileSystem
-
-logger = logging.getLogger(__name__)
 
 
 def is_local(url: str) -> bool:
@@ -58,38 +54,6 @@ def filesystem_for(url: str, storage_options: dict[str, Any] | None) -> Abstract
     return fs
 
 
-def dlt_filesystem_credentials(
-    url: str, storage_options: dict[str, Any] | None
-) -> AwsCredentials | None:
-    """dlt credentials for the filesystem destination, from fsspec storage options.
-
-    Args:
-        url: the lake URL.
-        storage_options: s3fs-style options (``key``, ``secret``, ``client_kwargs``
-            with ``endpoint_url`` and ``region_name``).
-
-    Returns:
-        ``AwsCredentials`` for ``s3://`` URLs, None for local paths.
-
-    Raises:
-        ValueError: for protocols other than local and s3.
-    """
-    if is_local(url):
-        return None
-    scheme = urlsplit(url).scheme
-    if scheme not in ("s3", "s3a"):
-        raise ValueError(f"unsupported lake protocol {scheme!r}: use a local path or s3://")
-    options = storage_options or {}
-    client_kwargs = options.get("client_kwargs") or {}
-    credentials = AwsCredentials()
-    credentials.aws_access_key_id = options.get("key")
-    credentials.aws_secret_access_key = options.get("secret")
-    credentials.aws_session_token = options.get("token")
-    credentials.endpoint_url = client_kwargs.get("endpoint_url") or options.get("endpoint_url")
-    credentials.region_name = client_kwargs.get("region_name") or "us-east-1"
-    return credentials
-
-
 def write_json(fs: AbstractFileSystem, path: str, payload: dict[str, Any]) -> None:
     """Write a small JSON document through fsspec.
 
@@ -115,4 +79,5 @@ def fs_path(fs: AbstractFileSystem, url: str) -> str:
     Returns:
         The stripped path.
     """
-    return fs._strip_protocol(normalize_url(url))
+    del fs  # kept for callers that hold one; the path does not depend on it
+    return fsspec.core.strip_protocol(normalize_url(url))
