@@ -22,29 +22,26 @@ are archived; objects without a key (made by hand) are never touched.
 
 from __future__ import annotations
 
-import copy
 import logging
-import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from metabase.client import MetabaseClient, MetabaseError, as_list
-from metabase.content import Alert, Content, Dashboard, Question, load_content
+from metabase.content import Content, load_content
+from metabase.payloads import (
+    card_body,
+    dashboard_parameters,
+    dashcards_body,
+    key_of,
+    merged_notification,
+    notification_body,
+    with_marker,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_NAME = "Retail warehouse"
-KEY_MARKER_RE = re.compile(r"\(elt-key: (card|dashboard)/([a-z0-9_]+)\)")
-_TAG_NAMESPACE = uuid.UUID("3f1d0a52-6c1e-4d0e-9a57-0c6f4f3b9e21")
-_CARD_PARAMETER_TYPES = {"text": "category", "date": "date/single", "number": "number/="}
-_SECTIONS = {
-    "date/single": "date",
-    "string/=": "string",
-    "category": "string",
-    "number/=": "number",
-}
 
 
 @dataclass(frozen=True)
@@ -142,23 +139,6 @@ class ProvisionResult:
 
     def __str__(self) -> str:
         return self.summary()
-
-
-def _marker(kind: str, key: str) -> str:
-    return f"(elt-key: {kind}/{key})"
-
-
-def _with_marker(description: str, kind: str, key: str) -> str:
-    return f"{description}\n\n{_marker(kind, key)}".strip()
-
-
-def _key_of(item: dict[str, Any], kind: str) -> str | None:
-    match = KEY_MARKER_RE.search(item.get("description") or "")
-    return match.group(2) if match and match.group(1) == kind else None
-
-
-def _tag_id(question_key: str, tag_name: str) -> str:
-    return str(uuid.uuid5(_TAG_NAMESPACE, f"{question_key}/{tag_name}"))
 
 
 def wait_until_ready(client: MetabaseClient, ready_timeout: float) -> None:
@@ -294,59 +274,12 @@ def _collection_items(client: MetabaseClient, collection_id: int, model: str) ->
 
 def _match(items: list[dict[str, Any]], kind: str, key: str, name: str) -> dict | None:
     for item in items:
-        if _key_of(item, kind) == key:
+        if key_of(item, kind) == key:
             return item
     for item in items:
-        if item.get("name") == name and _key_of(item, kind) is None:
+        if item.get("name") == name and key_of(item, kind) is None:
             return item
     return None
-
-
-def card_body(question: Question, database_id: int, collection_id: int) -> dict[str, Any]:
-    """The ``/api/card`` body for a question.
-
-    Args:
-        question: the question.
-        database_id: the warehouse connection's id.
-        collection_id: the collection's id.
-
-    Returns:
-        The JSON body (a native query with its template tags).
-    """
-    tags = {
-        tag.name: {
-            "id": _tag_id(question.key, tag.name),
-            "name": tag.name,
-            "display-name": tag.display_name,
-            "type": tag.type,
-            "required": False,
-        }
-        for tag in question.template_tags
-    }
-    parameters = [
-        {
-            "id": _tag_id(question.key, tag.name),
-            "type": _CARD_PARAMETER_TYPES[tag.type],
-            "target": ["variable", ["template-tag", tag.name]],
-            "name": tag.display_name,
-            "slug": tag.name,
-        }
-        for tag in question.template_tags
-    ]
-    return {
-        "name": question.name,
-        "description": _with_marker(question.description, "card", question.key),
-        "type": "question",
-        "display": question.display,
-        "collection_id": collection_id,
-        "visualization_settings": question.visualization_settings,
-        "parameters": parameters,
-        "dataset_query": {
-            "type": "native",
-            "database": database_id,
-            "native": {"query": question.sql, "template-tags": tags},
-        },
-    }
 
 
 def _ensure_cards(
@@ -370,82 +303,10 @@ def _ensure_cards(
         result.cards[question.key] = card_id
         logger.info("card %-28s #%d", question.key, card_id)
     for item in items:
-        key = _key_of(item, "card")
+        key = key_of(item, "card")
         if key and key not in content.questions:
             client.put(f"/api/card/{item['id']}", {"archived": True})
             result.archived.append(f"card:{key}")
-
-
-def dashboard_parameters(dashboard: Dashboard) -> list[dict[str, Any]]:
-    """The dashboard's ``parameters`` as Metabase stores them.
-
-    Args:
-        dashboard: the dashboard.
-
-    Returns:
-        One parameter object per filter; its id is the parameter's key.
-    """
-    parameters = []
-    for param in dashboard.parameters:
-        body: dict[str, Any] = {
-            "id": param.key,
-            "name": param.name,
-            "slug": param.key,
-            "type": param.type,
-            "sectionId": _SECTIONS[param.type],
-        }
-        if param.values:
-            body["values_query_type"] = "list"
-            body["values_source_type"] = "static-list"
-            body["values_source_config"] = {"values": list(param.values)}
-        parameters.append(body)
-    return parameters
-
-
-def dashcards_body(
-    dashboard: Dashboard, card_ids: dict[str, int], existing: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The full ``dashcards`` array for ``PUT /api/dashboard/:id``.
-
-    Args:
-        dashboard: the dashboard.
-        card_ids: question key -> card id.
-        existing: the dashboard's current dashcards (their ids are reused per card).
-
-    Returns:
-        Dashcards with position, size and parameter mappings; new ones have negative ids.
-    """
-    reuse = {dc.get("card_id"): dc["id"] for dc in existing if dc.get("id") is not None}
-    dashcards = []
-    new_id = 0
-    for card in dashboard.cards:
-        card_id = card_ids[card.question]
-        if card_id in reuse:
-            dashcard_id = reuse.pop(card_id)
-        else:
-            new_id -= 1
-            dashcard_id = new_id
-        dashcards.append(
-            {
-                "id": dashcard_id,
-                "card_id": card_id,
-                "row": card.row,
-                "col": card.col,
-                "size_x": card.size_x,
-                "size_y": card.size_y,
-                "series": [],
-                "visualization_settings": {},
-                "parameter_mappings": [
-                    {
-                        "parameter_id": param_key,
-                        "card_id": card_id,
-                        "target": ["variable", ["template-tag", tag_name]],
-                    }
-                    for param_key, tag_name in card.parameter_mappings.items()
-                ],
-            }
-        )
-    return dashcards
 
 
 def _ensure_dashboards(
@@ -453,7 +314,7 @@ def _ensure_dashboards(
 ) -> None:
     items = _collection_items(client, collection_id, "dashboard")
     for dashboard in content.dashboards.values():
-        description = _with_marker(dashboard.description, "dashboard", dashboard.key)
+        description = with_marker(dashboard.description, "dashboard", dashboard.key)
         parameters = dashboard_parameters(dashboard)
         existing = _match(items, "dashboard", dashboard.key, dashboard.name)
         if existing is None:
@@ -487,80 +348,10 @@ def _ensure_dashboards(
         result.dashboards[dashboard.key] = dashboard_id
         logger.info("dashboard %-24s #%d (%d cards)", dashboard.key, dashboard_id, len(current))
     for item in items:
-        key = _key_of(item, "dashboard")
+        key = key_of(item, "dashboard")
         if key and key not in content.dashboards:
             client.put(f"/api/dashboard/{item['id']}", {"archived": True})
             result.archived.append(f"dashboard:{key}")
-
-
-def notification_body(alert: Alert, card_id: int, user_id: int) -> dict[str, Any]:
-    """The ``POST /api/notification`` body of a card alert emailed to one user.
-
-    Args:
-        alert: the alert.
-        card_id: the watched card.
-        user_id: the recipient (the admin).
-
-    Returns:
-        The JSON body.
-    """
-    return {
-        "payload_type": "notification/card",
-        "payload": {
-            "card_id": card_id,
-            "send_condition": alert.condition,
-            "send_once": alert.send_once,
-        },
-        "handlers": [
-            {
-                "channel_type": "channel/email",
-                "recipients": [{"type": "notification-recipient/user", "user_id": user_id}],
-            }
-        ],
-        "subscriptions": [
-            {
-                "type": "notification-subscription/cron",
-                "event_name": None,
-                "cron_schedule": alert.schedule,
-            }
-        ],
-    }
-
-
-def _merge_notification(
-    existing: dict[str, Any], alert: Alert, card_id: int, user_id: int
-) -> dict[str, Any]:
-    """The existing notification with our settings, keeping its nested ids."""
-    merged = copy.deepcopy(existing)
-    merged["active"] = True
-    merged["payload"] = {
-        **(merged.get("payload") or {}),
-        "card_id": card_id,
-        "send_condition": alert.condition,
-        "send_once": alert.send_once,
-    }
-    crons = [
-        s
-        for s in merged.get("subscriptions") or []
-        if s.get("type") == "notification-subscription/cron"
-    ]
-    if crons:
-        crons[0]["cron_schedule"] = alert.schedule
-        merged["subscriptions"] = crons[:1] + [
-            s for s in merged["subscriptions"] if s.get("type") != "notification-subscription/cron"
-        ]
-    else:
-        merged["subscriptions"] = notification_body(alert, card_id, user_id)["subscriptions"]
-    emails = [h for h in merged.get("handlers") or [] if h.get("channel_type") == "channel/email"]
-    if emails:
-        recipients = emails[0].setdefault("recipients", [])
-        if not any(r.get("user_id") == user_id for r in recipients):
-            recipients.append({"type": "notification-recipient/user", "user_id": user_id})
-    else:
-        merged.setdefault("handlers", []).extend(
-            notification_body(alert, card_id, user_id)["handlers"]
-        )
-    return merged
 
 
 def _ensure_alerts(client: MetabaseClient, content: Content, result: ProvisionResult) -> None:
@@ -595,7 +386,7 @@ def _ensure_alerts(client: MetabaseClient, content: Content, result: ProvisionRe
             result.created.append(f"alert:{alert.key}")
             continue
         existing = mine[0]
-        merged = _merge_notification(existing, alert, card_id, user_id)
+        merged = merged_notification(existing, alert, card_id, user_id)
         if merged != existing:
             client.put(f"/api/notification/{existing['id']}", merged)
             result.updated.append(f"alert:{alert.key}")
