@@ -146,6 +146,10 @@ def _scenario(warehouse: Warehouse, elt_env: Callable[..., None], tmp_path: Path
     _dbt(warehouse.settings, "docs", "generate")
     catalog = json.loads((DBT_PROJECT_DIR / "target" / "catalog.json").read_text())
     assert "model.retail_elt.sales_by_region_product" in catalog["nodes"]
+    # The docs open on the project's overview, not dbt's default welcome page.
+    docs = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())["docs"]
+    overview = docs["doc.retail_elt.__overview__"]["block_contents"]
+    assert overview.startswith("# retail-elt") and "## Reading the marts" in overview
     assert _marts(target, where)["fct_daily_sales"]
 
     # 1. A table rebuilt by hand; on Postgres the views over it are dropped with it.
