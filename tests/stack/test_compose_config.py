@@ -115,6 +115,9 @@ def test_hostnames_and_ports_agree_with_the_services() -> None:
     for url in (ELT_ENV["ELT_SOURCE_URL"], ELT_ENV["ELT_LAKE_URL"]):
         bucket = _url(url).netloc
         assert f"lake/{bucket}" in SERVICES["minio-init"]["command"][0], f"no bucket {bucket}"
+        # versioned, old versions kept 30 days: a lost or overwritten lake file can be restored
+        assert f"mc version enable lake/{bucket}" in SERVICES["minio-init"]["command"][0]
+        assert f"--noncurrent-expire-days 30 lake/{bucket}" in SERVICES["minio-init"]["command"][0]
 
 
 def test_init_sql_creates_the_roles_and_schemas_the_code_expects() -> None:

@@ -108,8 +108,8 @@ def test_the_stack_configuration_runs_end_to_end(
     pg_server: PostgresServer, s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     run_init_sh(pg_server)
-    for bucket in ("drop", "lake"):  # what the minio-init service creates
-        s3.create_bucket(bucket)
+    for bucket in ("drop", "lake"):  # what the minio-init service creates: versioned buckets
+        s3.create_bucket(bucket, versioned=True)
 
     with FakeMetabase() as fake_metabase:
         env = stack_env(pg_server, s3, fake_metabase.url)

@@ -162,7 +162,8 @@ class S3Server:
             "AWS_REGION": self.region,
         }
 
-    def create_bucket(self, name: str) -> None:
+    def create_bucket(self, name: str, *, versioned: bool = False) -> None:
+        """Create a bucket; ``versioned`` turns on object versioning, as the stack's MinIO has."""
         import boto3
 
         client = boto3.client(
@@ -173,6 +174,8 @@ class S3Server:
             region_name=self.region,
         )
         client.create_bucket(Bucket=name)
+        if versioned:
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
 
 
 @contextmanager
