@@ -71,6 +71,7 @@ def generate_drop(
     start_date: dt.date | None = None,
     seed: int = 42,
     rates: DirtyRates | None = None,
+    unreadable_file: bool = False,
     timezone: str = "Europe/Moscow",
     storage_options: dict | None = None,
     progress: Progress | None = None,
@@ -89,6 +90,9 @@ def generate_drop(
         start_date: The first delivery date (default 2026-01-01).
         seed: The random seed (>= 0).
         rates: Dirty-data rates (defaults: a few percent in total).
+        unreadable_file: Make the second day's sales file unreadable (a corrupt gzip), so a
+            run shows a whole-file quarantine (``elt generate`` does it at the demo scale);
+            ignored when ``rates`` names corrupt days itself.
         timezone: The business time zone of `by_sale_date` in the manifest.
         storage_options: fsspec options (e.g. S3 endpoint and keys).
         progress: Called with (done_days, total_days) after each day.
@@ -104,6 +108,8 @@ def generate_drop(
     if n_days < 1 or n_rows < 1:
         raise ValueError("days and sales_rows must be at least 1")
     rates = rates or DirtyRates()
+    if unreadable_file and not rates.corrupt_gzip_days:
+        rates = dataclasses.replace(rates, corrupt_gzip_days=(1,))
     if rates.full_resend_days is None:
         resend = (n_days // 2,) if n_days >= 4 else ()
         rates = dataclasses.replace(rates, full_resend_days=resend)

@@ -359,13 +359,19 @@ def test_generation_to_s3(s3: S3Server, s3_bucket: str) -> None:
 @pytest.mark.slow
 def test_demo_scale(tmp_path: Path) -> None:
     root = tmp_path / "demo"
-    manifest = generate_drop(str(root))
+    manifest = generate_drop(str(root), unreadable_file=True)
     assert manifest["generator"]["scale"] == "demo" and manifest["generator"]["days"] == 90
     assert 45_000 <= manifest["totals"]["rows_in"] <= 56_000
     ratios = [
         f["rows_duplicate"] / f["rows_in"] for f in manifest["files"].values() if f["rows_in"]
     ]
     assert sum(r > 0.5 for r in ratios) == 1
+    # one file a run cannot read, so the demo shows a whole-file quarantine
+    unreadable = {n: f for n, f in manifest["files"].items() if not f["readable"]}
+    assert list(unreadable) == ["sales/sales_2026-01-02.csv.gz"]
+    corrupt = root / "sales" / "sales_2026-01-02.csv.gz"
+    with gzip.open(corrupt) as fh, pytest.raises((OSError, zlib.error)):
+        fh.read()
     reasons = Counter()
     for f in manifest["files"].values():
         reasons.update(f["quarantined_by_reason"])
@@ -374,9 +380,9 @@ def test_demo_scale(tmp_path: Path) -> None:
     stores = [json.loads(p.read_text("utf-8")) for p in (root / "stores").iterdir()]
     assert {s["region"] for s in stores} == {"North", "South", "East", "West"}
     assert 1_000 <= manifest["counts"]["customers"] <= 10_000
-    assert all(f["readable"] for f in manifest["files"].values())  # no broken files by default
-    # The independent reader agrees on the totals of the whole demo drop.
-    files = [read_sales_file(str(root), n) for n in sorted(os.listdir(root / "sales"))]
+    # The independent reader agrees on the totals of the whole demo drop (its readable files).
+    names = sorted(f"sales/{n}" for n in os.listdir(root / "sales"))
+    files = [read_sales_file(str(root), n.split("/")[1]) for n in names if n not in unreadable]
     truth = apply_rules(files, "Europe/Moscow")
     assert (truth["n_sales"], truth["units"], truth["revenue"]) == (
         manifest["totals"]["n_sales"], manifest["totals"]["units"], manifest["totals"]["revenue"],
