@@ -34,6 +34,9 @@ QUARANTINE_FILES = f"{QUARANTINE}/files"
 #: Reports written from the marts.
 REPORTS = "reports"
 
+#: One record per run (its summary, outcome and times), read by ``elt status``.
+RUNS = "runs"
+
 # dlt's filesystem destination names a data file ``<load_id>.<file_id>...`` and records a
 # completed load as ``<schema>__<load_id>.jsonl`` in ``_dlt_loads`` (its layout setting
 # ``{load_id}.{file_id}.{ext}`` and the loads table, both public).

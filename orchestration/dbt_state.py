@@ -48,27 +48,37 @@ class Warehouse:
     target: str
     duckdb_path: str
     postgres_dsn: str
+    read_only: bool = False
+    """Open without the right to write (``elt status``: no lock taken, nothing created)."""
 
     @contextmanager
-    def _cursor(self) -> Iterator[tuple[Any, Any]]:
+    def cursor(self) -> Iterator[tuple[Any, Any]]:
         """A connection and its cursor (DuckDB's connection is its own cursor), closed after."""
         if self.target == "duckdb":
             import duckdb
 
-            conn = duckdb.connect(self.duckdb_path)
+            conn = duckdb.connect(self.duckdb_path, read_only=self.read_only)
             cursor = conn
         else:
             import psycopg2
 
             conn = psycopg2.connect(self.postgres_dsn)
+            conn.set_session(readonly=self.read_only)
             cursor = conn.cursor()
         try:
             yield conn, cursor
         finally:
             conn.close()
 
-    def _param(self) -> str:
+    def param(self) -> str:
+        """The driver's placeholder for a query parameter."""
         return "?" if self.target == "duckdb" else "%s"
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """The rows of one query (``param()`` is the placeholder of ``params``)."""
+        with self.cursor() as (_, cur):
+            cur.execute(sql, params)
+            return list(cur.fetchall())
 
     def relations(self) -> set[tuple[str, str]]:
         """``(schema, name)`` of every table and view of the warehouse, lower case."""
@@ -76,7 +86,7 @@ class Warehouse:
             "select table_schema, table_name from information_schema.tables"
             " where table_catalog = current_database()"
         )
-        with self._cursor() as (_, cur):
+        with self.cursor() as (_, cur):
             cur.execute(sql)
             return {(schema.lower(), name.lower()) for schema, name in cur.fetchall()}
 
@@ -85,7 +95,7 @@ class Warehouse:
         when the warehouse has none."""
         if self.target == "duckdb" and not Path(self.duckdb_path).exists():
             return None
-        with self._cursor() as (_, cur):
+        with self.cursor() as (_, cur):
             try:
                 cur.execute(f"select name, content, dbt_version from {STATE_TABLE}")
             except Exception:  # no table yet: no successful build of this warehouse
@@ -103,8 +113,8 @@ class Warehouse:
         contents = [
             (name, (target_path / name).read_text(encoding="utf-8")) for name in STATE_FILES
         ]
-        p = self._param()
-        with self._cursor() as (conn, cur):
+        p = self.param()
+        with self.cursor() as (conn, cur):
             if self.target == "duckdb":  # psycopg2 opens its transaction itself
                 cur.execute("begin transaction")
             cur.execute(
