@@ -152,23 +152,30 @@ class Harness:
             return out
         drop = w / "drop"
         rows = int(read_manifest(drop)["totals"]["rows_in"])
-        e2e = StageResult("e2e", size)
-        if _attempt(e2e, lambda: self._full_runs(e2e, RunPlace(drop, w / "e2e"), rows)):
-            out += self._duckdb_references(e2e, w, drop, rows, bench)
-            out.append(e2e)
-            copy_path(w / "e2e", w / "e2e_pristine")
-            if "new_day" in self.config.runs:
-                new_day = StageResult("new_day", size)
-                _attempt(new_day, lambda: self._new_days(new_day, w))
-                out.append(new_day)
-            if "nothing_new" in self.config.runs:
-                nothing_new = StageResult("nothing_new", size)
-                _attempt(nothing_new, lambda: self._nothing_new(nothing_new, w, drop))
-                out.append(nothing_new)
-        else:
-            out.append(e2e)
+        if "duckdb" in self.config.targets:
+            out += self._duckdb(size, w, drop, rows, bench)
         if self.pg is not None:
             out += self._postgres(size, w, drop, rows)
+        return out
+
+    def _duckdb(
+        self, size: int, w: Path, drop: Path, rows: int, bench: BenchRun
+    ) -> list[StageResult]:
+        """The full runs on the embedded DuckDB, their stages beside the references, then a
+        new day and nothing new after them."""
+        e2e = StageResult("e2e", size)
+        if not _attempt(e2e, lambda: self._full_runs(e2e, RunPlace(drop, w / "e2e"), rows)):
+            return [e2e]
+        out = [*self._duckdb_references(e2e, w, drop, rows, bench), e2e]
+        copy_path(w / "e2e", w / "e2e_pristine")
+        if "new_day" in self.config.runs:
+            new_day = StageResult("new_day", size)
+            _attempt(new_day, lambda: self._new_days(new_day, w))
+            out.append(new_day)
+        if "nothing_new" in self.config.runs:
+            nothing_new = StageResult("nothing_new", size)
+            _attempt(nothing_new, lambda: self._nothing_new(nothing_new, w, drop))
+            out.append(nothing_new)
         return out
 
     def _generate(self, r: StageResult, w: Path) -> None:
