@@ -76,8 +76,8 @@ deploy: install ## Register prefect.yaml's weekly deployment on PREFECT_API_URL'
 	$(RUN) prefect --no-prompt deploy --all
 
 .PHONY: bench
-bench: install ## Benchmark every stage against its reference: 1M and 10M sales, 3 runs each (median, min, max), profiles of misses (writes bench/results/; 25-60 minutes on 2 cores)
-	$(RUN) python -m bench --profile
+bench: install ## Benchmark what users run (elt generate, elt run: full, a new day, nothing new) at demo, 1M and 10M sales, each stage beside a reference (writes bench/results/; 30-60 minutes on 2 cores)
+	$(RUN) python -m bench
 
 .PHONY: up
 up: ## Start the full stack with Docker Compose (MinIO, Postgres, Prefect, Metabase)

@@ -1,4 +1,4 @@
-"""``python -m bench``: measure every stage against its reference and write the report."""
+"""``python -m bench``: measure ``elt run`` and its stages against references; write the report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.config import STAGES, BenchConfig, parse_sizes
+from bench.config import RUNS, BenchConfig, parse_sizes
 
 
 def _list(text: str) -> list[str]:
@@ -15,33 +15,46 @@ def _list(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m bench``."""
+    """The command line of ``python -m bench``.
+
+    One declaration per option, in the order ``--help`` shows them: long, but read as a list.
+    """
     defaults = BenchConfig()
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description=(
-            "Benchmark the platform on this machine: generate drops, time every stage "
-            "(generate, drop -> lake, Dask preprocessing, lake -> DuckDB/Postgres, dbt build, "
-            "end to end, an incremental day) against a reference doing the same work, and "
-            "write report.md, chart.png and results.json."
+            "Benchmark the platform as users run it: per size, `elt generate` a drop, then "
+            "`elt run` it (the full run), `elt run` after one more day (a new day) and `elt "
+            "run` with nothing new, each in its own process (seconds, peak RSS of its process "
+            "tree). Each stage's seconds come from the run's own summary and are set beside a "
+            "reference doing the same work (DuckDB; psql COPY for the Postgres load). Writes "
+            "report.md, summary.md, chart.png and results.json."
         ),
     )
-    p.add_argument("--sizes", default="1m,10m", help="sales rows per drop: 1m, 10m, 500k or N")
-    p.add_argument("--repeats", type=int, default=3, help="runs per stage (median, min, max)")
+    p.add_argument(
+        "--sizes",
+        default="demo,1m,10m",
+        help="sales rows per drop: demo, 1m, 10m, 500k or N (default: %(default)s)",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="measurements of each (median, min, max)")
     p.add_argument(
         "--large-repeats",
         type=int,
         default=None,
-        help="runs per stage for sizes of 5 million rows and more (default: --repeats)",
+        help="measurements of each for sizes of 5 million rows and more (default: --repeats)",
     )
     p.add_argument(
         "--quick-seconds",
         type=float,
         default=60.0,
-        help="at those sizes, a stage or reference whose first run took less than this gets "
-        "--repeats runs all the same (default: 60)",
+        help="at those sizes, a run or reference whose first measurement took less than this "
+        "gets --repeats all the same (default: 60)",
     )
-    p.add_argument("--stages", default=",".join(STAGES), help=f"subset of: {','.join(STAGES)}")
+    p.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help=f"`elt run` invocations, a subset of: {','.join(RUNS)} (the full run always runs)",
+    )
     p.add_argument("--targets", default="duckdb,postgres", help="warehouses: duckdb,postgres")
     p.add_argument(
         "--postgres-dsn",
@@ -51,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workdir", type=Path, default=Path("bench/work"), help="scratch folder")
     p.add_argument("--results", type=Path, default=Path("bench/results"), help="output folder")
-    p.add_argument("--profile", action="store_true", help="cProfile a stage that misses its target")
-    p.add_argument("--days", type=int, default=defaults.days, help="delivery days per drop")
+    p.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="delivery days per drop (default: the generator scale's, demo 90, else 365)",
+    )
     p.add_argument("--seed", type=int, default=defaults.seed, help="generator seed")
     p.add_argument("--duckdb-threads", type=int, default=defaults.duckdb_threads)
     p.add_argument("--dask-workers", type=int, default=defaults.dask_workers)
@@ -72,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--stage-timeout",
         type=float,
         default=defaults.stage_timeout,
-        help="seconds a stage's run may take before it is stopped and reported as failed "
+        help="seconds a measured process may take before it is stopped and reported as failed "
         "(default %(default)s; 0: no limit)",
     )
     p.add_argument(
@@ -93,12 +110,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         repeats=args.repeats,
         large_repeats=args.large_repeats,
         quick_seconds=args.quick_seconds,
-        stages=_list(args.stages),
+        runs=_list(args.runs),
         targets=_list(args.targets),
         postgres_dsn=args.postgres_dsn,
         workdir=args.workdir,
         results=args.results,
-        profile=args.profile,
         days=args.days,
         seed=args.seed,
         duckdb_threads=args.duckdb_threads,
@@ -120,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         argv: Command-line arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        0 when every stage ran and the reference agreed with the stage; 1 otherwise (missed
-        targets are reported, not an error).
+        0 when everything ran and the DuckDB reference of the preprocessing agreed with the
+        run's; 1 otherwise (missed targets are reported, not an error).
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -131,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from bench.harness import Harness
-    from bench.report import load_run, summary_lines, write_results
+    from bench.report import summary_lines, write_results
+    from bench.results import load_run
 
     bench = load_run(args.rerender) if args.rerender else Harness(config).run()
     paths = write_results(bench, config.results)
@@ -140,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in bench.stages if r.error]
     inconsistent = [c for c in bench.consistency if not c["equal"]]
     for r in failed:
-        print(f"stage {r.stage} at {r.size} rows failed", file=sys.stderr)
+        print(f"{r.stage} at {r.size} rows failed", file=sys.stderr)
     for c in inconsistent:
-        print(f"the DuckDB reference disagrees with the stage at {c['size']} rows", file=sys.stderr)
+        print(f"the DuckDB reference disagrees with the run at {c['size']} rows", file=sys.stderr)
     return 1 if failed or inconsistent else 0
 
 

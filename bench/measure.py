@@ -1,16 +1,13 @@
-"""Run one stage in a fresh subprocess and measure its wall time and peak memory.
+"""Run one command in its own process and measure its wall time and peak memory.
 
-Peak memory is the largest sum of the resident set sizes (RSS) of the subprocess and all its
-descendants (Dask's nanny and worker processes, dbt), sampled every ``interval`` seconds.
+Peak memory is the largest sum of the resident set sizes (RSS) of the process and all its
+descendants (Prefect's temporary server, Dask's workers), sampled every ``interval`` seconds.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,27 +19,29 @@ import psutil
 logger = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_S = 0.1
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class StageFailed(RuntimeError):
-    """A stage subprocess exited with an error."""
+    """A measured process exited with an error, or did not finish in time."""
 
 
 @dataclass
 class Measurement:
-    """One run of one stage.
+    """One measurement of one report row.
 
     Attributes:
-        seconds: Time of the stage's work, measured inside the subprocess (imports excluded).
-        wall_seconds: Wall time of the whole subprocess (interpreter start and imports too).
-        peak_rss_bytes: Peak RSS summed over the process tree.
-        rows: Rows the stage handled (see the report for what counts per stage).
-        info: Whatever else the stage reported (counts, sub-stage timings, totals).
+        seconds: The time the row stands for: a process's wall time (``elt run``,
+            ``elt generate``), a stage's seconds in a run's summary, or a reference's own
+            timing of its work.
+        peak_rss_bytes: Peak RSS summed over the process tree; None for a stage of a run
+            (the run's peak is on the run's row).
+        rows: Rows handled (see the report for what counts per row).
+        info: Whatever else was reported (stage splits, dbt's nodes, totals).
     """
 
     seconds: float
-    wall_seconds: float
-    peak_rss_bytes: int
+    peak_rss_bytes: int | None
     rows: int
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -50,6 +49,14 @@ class Measurement:
     def rows_per_s(self) -> float:
         """Rows per second (0 when no time was measured)."""
         return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class ProcessRun:
+    """What measuring a process gives: its wall seconds and the peak RSS of its tree."""
+
+    seconds: float
+    peak_rss_bytes: int
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -66,46 +73,50 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_stage(
-    spec: dict[str, Any],
+def _stop_tree(proc: subprocess.Popen, ps: psutil.Process) -> None:
+    """Kill a process and its descendants (a timed-out run must not keep running)."""
+    try:
+        children = ps.children(recursive=True)
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            continue
+    proc.kill()
+    proc.wait()
+
+
+def measure_process(
+    command: list[str],
     *,
-    scratch: Path,
     env: dict[str, str],
+    log_path: Path,
     interval: float = SAMPLE_INTERVAL_S,
     timeout: float | None = None,
-) -> Measurement:
-    """Run ``python -m bench.child`` on ``spec`` and measure it.
+) -> ProcessRun:
+    """Run ``command`` from the project's root and measure it.
 
     Args:
-        spec: The stage and its arguments (see :mod:`bench.child`).
-        scratch: A folder for the spec and result files.
-        env: Variables added to this process's environment for the subprocess.
+        command: The command (e.g. ``[".venv/bin/elt", "run", ...]``).
+        env: The process's whole environment.
+        log_path: Where its output goes (kept when it fails, removed otherwise).
         interval: RSS sampling interval in seconds.
-        timeout: Kill the subprocess after this many seconds.
+        timeout: Kill the process tree after this many seconds.
 
     Returns:
-        The measurement.
+        Its wall seconds and peak RSS.
 
     Raises:
-        StageFailed: when the subprocess fails; its output's tail is in the message.
+        StageFailed: when it exits non-zero or times out; its output's tail is in the message.
     """
-    scratch.mkdir(parents=True, exist_ok=True)
-    tag = f"{spec['stage']}-{os.getpid()}-{time.monotonic_ns()}"
-    spec_path = scratch / f"{tag}.spec.json"
-    out_path = scratch / f"{tag}.out.json"
-    log_path = scratch / f"{tag}.log"
-    spec_path.write_text(json.dumps(spec, default=str), encoding="utf-8")
-    command = [sys.executable, "-m", "bench.child", str(spec_path), str(out_path)]
-    full_env = {**os.environ, **env}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     peak = 0
     started = time.perf_counter()
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            command,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=Path(__file__).resolve().parent.parent,
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
         ps = psutil.Process(proc.pid)
         stop = threading.Event()
@@ -123,16 +134,13 @@ def run_stage(
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            for child in ps.children(recursive=True):
-                child.kill()
-            proc.kill()
-            proc.wait()
+            _stop_tree(proc, ps)
             returncode = -9
         finally:
             stop.set()
             sampler.join()
-    wall = time.perf_counter() - started
-    if timed_out or returncode != 0 or not out_path.exists():
+    seconds = time.perf_counter() - started
+    if timed_out or returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
         what = (
             f"did not finish in {timeout:.0f} s and was stopped (raise --stage-timeout if it "
@@ -140,14 +148,6 @@ def run_stage(
             if timed_out
             else f"failed (exit {returncode})"
         )
-        raise StageFailed(f"stage {spec['stage']} {what}:\n{tail}")
-    out = json.loads(out_path.read_text(encoding="utf-8"))
-    for path in (spec_path, out_path, log_path):
-        path.unlink(missing_ok=True)
-    return Measurement(
-        seconds=float(out["seconds"]),
-        wall_seconds=wall,
-        peak_rss_bytes=peak,
-        rows=int(out["rows"]),
-        info=out.get("info", {}),
-    )
+        raise StageFailed(f"{' '.join(command[1:3])} {what}:\n{tail}")
+    log_path.unlink(missing_ok=True)
+    return ProcessRun(seconds=seconds, peak_rss_bytes=peak)

@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from bench.reference_sql import expected_outputs as reference
 from generator import append_days, generate_drop
 from ingestion import extract_to_lake
-from tests.dask_preprocess.reference import reference
 from tests.dask_preprocess.support import (
     assert_balanced,
     daily,

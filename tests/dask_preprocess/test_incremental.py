@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench.reference_sql import expected_outputs as reference
 from dask_preprocess import PreprocessResult, local_cluster_size, preprocess_sales
 from dask_preprocess import preprocess as stage
 from dask_preprocess.cluster import dask_client
@@ -23,7 +24,6 @@ from dask_preprocess.rules import sale_id_hashes, sale_key_of
 from storage import Lake
 from tests.dask_preprocess.dirty import dirty_stream
 from tests.dask_preprocess.lakebuilder import LakeBuilder, sale
-from tests.dask_preprocess.reference import reference
 from tests.dask_preprocess.support import (
     assert_balanced,
     customer_monthly,
