@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingestion import extract_to_lake, load_to_warehouse
-from ingestion.lake_to_warehouse import SALES_PIPELINE_NAME
+from ingestion.pipelines import SALES_PIPELINE_NAME
 
 from .drops import (
     PII_VALUES,
@@ -249,7 +249,7 @@ def test_a_delivery_in_two_lake_loads_is_loaded_once(
         f'{{"load_id": "{again}", "schema_name": "drop", "status": 0}}\n'
     )
 
-    with caplog.at_level("WARNING", logger="ingestion.lake_to_warehouse"):
+    with caplog.at_level("WARNING", logger="ingestion.shop_source"):
         result = load(lake, warehouse, tmp_path, "load1")
 
     assert result.files_read["customers"] == 2
