@@ -6,9 +6,10 @@ Public functions (the orchestration calls them with values from the settings mod
 - :func:`load_to_warehouse`: lake -> warehouse raw schemas (``raw_shop``, ``raw_sales``).
 """
 
-from .drop_to_lake import ExtractResult, FailedFile, extract_to_lake
-from .lake_to_warehouse import LoadResult, load_to_warehouse
+from .drop_to_lake import extract_to_lake
+from .lake_to_warehouse import load_to_warehouse
 from .pii import MissingPiiKeyError
+from .results import ExtractResult, FailedFile, LoadResult
 from .sales_csv import FileLimits
 
 __all__ = [

@@ -11,7 +11,7 @@ import os
 import posixpath
 import re
 
-from dlt.common.storages.fsspec_filesystem import FileItemDict
+from dlt.sources.filesystem import FileItemDict
 
 #: Kinds of delivered files and the globs, relative to the drop, that find them.
 KIND_GLOBS: dict[str, str] = {

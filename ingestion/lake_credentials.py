@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from dlt.common.configuration.specs import AwsCredentials
 
 from storage import is_local
-
-logger = logging.getLogger(__name__)
 
 
 def dlt_filesystem_credentials(
@@ -36,10 +33,10 @@ def dlt_filesystem_credentials(
         raise ValueError(f"unsupported lake protocol {scheme!r}: use a local path or s3://")
     options = storage_options or {}
     client_kwargs = options.get("client_kwargs") or {}
-    credentials = AwsCredentials()
-    credentials.aws_access_key_id = options.get("key")
-    credentials.aws_secret_access_key = options.get("secret")
-    credentials.aws_session_token = options.get("token")
-    credentials.endpoint_url = client_kwargs.get("endpoint_url") or options.get("endpoint_url")
-    credentials.region_name = client_kwargs.get("region_name") or "us-east-1"
-    return credentials
+    return AwsCredentials(
+        aws_access_key_id=options.get("key"),
+        aws_secret_access_key=options.get("secret"),
+        aws_session_token=options.get("token"),
+        endpoint_url=client_kwargs.get("endpoint_url") or options.get("endpoint_url"),
+        region_name=client_kwargs.get("region_name") or "us-east-1",
+    )

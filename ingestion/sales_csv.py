@@ -232,6 +232,45 @@ def parse_sales_csv(
     text = decompress(data, file_name, limits)
     _check_header(text)
     text, too_long = _blank_long_records(text, limits.max_record_bytes)
+    table, malformed = _read_records(text, limits)
+    good_lines, bad_lines = _physical_lines(text, table.num_rows, malformed, file_name)
+    lineage = _Lineage(
+        file_name=pa.scalar(file_name),
+        delivery_date=pa.scalar(delivery_date, type=pa.date32()),
+        modified=pa.scalar(file_modified_at, type=pa.timestamp("us", tz="UTC")),
+    )
+    good = lineage.added(table, good_lines)
+    good = good.append_column("_malformed", pa.nulls(table.num_rows, pa.string()))
+    good = good.append_column("_raw_line", pa.nulls(table.num_rows, pa.string()))
+    if not malformed and not too_long:
+        return good.cast(RAW_SALES_SCHEMA)
+    reasons = [f"wrong_field_count: expected {len(SALES_COLUMNS)}, got {m[2]}" for m in malformed]
+    raw_lines = [m[1] for m in malformed]
+    for line, length, head in too_long:
+        bad_lines = np.append(bad_lines, line)
+        reasons.append(
+            f"record_too_long: {length} bytes, more than {limits.max_record_bytes} "
+            "(ELT_MAX_RECORD_KB)"
+        )
+        raw_lines.append(head)  # its beginning only: the quarantine stays small too
+    no_values = {name: pa.nulls(len(reasons), pa.string()) for name in SALES_COLUMNS}
+    bad = lineage.added(pa.table(no_values), bad_lines)
+    bad = bad.append_column("_malformed", pa.array(reasons, type=pa.string()))
+    bad = bad.append_column("_raw_line", pa.array(raw_lines, type=pa.string()))
+    combined = pa.concat_tables([good.cast(RAW_SALES_SCHEMA), bad.cast(RAW_SALES_SCHEMA)])
+    return combined.take(pc.sort_indices(combined, sort_keys=[("_line_number", "ascending")]))
+
+
+def _read_records(text: bytes, limits: FileLimits) -> tuple[pa.Table, list[tuple[int, str, int]]]:
+    """The records of the CSV text as strings, and the malformed ones set aside.
+
+    Returns:
+        The well-formed records (one string column per sales column), and ``(record ordinal,
+        text, field count)`` of each record with the wrong number of fields.
+
+    Raises:
+        UnreadableFileError: the text is not CSV.
+    """
     malformed: list[tuple[int, str, int]] = []
 
     def on_invalid_row(row: pacsv.InvalidRow) -> str:
@@ -258,17 +297,21 @@ def parse_sales_csv(
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise UnreadableFileError(f"not_csv: {without_content(exc)}") from exc
+    return table, malformed
 
+
+def _physical_lines(
+    text: bytes, n_good: int, malformed: list[tuple[int, str, int]], file_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The physical line numbers of the well-formed and the malformed records."""
     starts = record_start_lines(text)
-    n_good, n_bad = table.num_rows, len(malformed)
+    n_bad = len(malformed)
     # Record ordinals as pyarrow counts them: header is 1, first record 2, blank lines skipped.
     bad_ordinals = np.array([m[0] for m in malformed], dtype=np.int64)
     all_ordinals = np.arange(2, n_good + n_bad + 2, dtype=np.int64)
     good_ordinals = all_ordinals[~np.isin(all_ordinals, bad_ordinals)]
-    if starts.size == n_good + n_bad + 1 and good_ordinals.size == n_good:
-        good_lines = starts[good_ordinals - 1]
-        bad_lines = starts[bad_ordinals - 1] if n_bad else bad_ordinals
-    else:  # pragma: no cover - the scan and pyarrow disagree on record boundaries
+    mapped = starts.size == n_good + n_bad + 1 and good_ordinals.size == n_good
+    if not mapped:  # pragma: no cover - the scan and pyarrow disagree on record boundaries
         logger.warning(
             "%s: could not map records to physical lines (%d starts, %d records); "
             "using record numbers",
@@ -276,40 +319,22 @@ def parse_sales_csv(
             starts.size,
             n_good + n_bad + 1,
         )
-        good_lines = good_ordinals[:n_good]
-        bad_lines = bad_ordinals
+        return good_ordinals[:n_good], bad_ordinals
+    return starts[good_ordinals - 1], starts[bad_ordinals - 1] if n_bad else bad_ordinals
 
-    modified = pa.scalar(file_modified_at, type=pa.timestamp("us", tz="UTC"))
-    delivery = pa.scalar(delivery_date, type=pa.date32())
-    good = table.append_column("_file_name", pa.repeat(pa.scalar(file_name), n_good))
-    good = good.append_column("_delivery_date", pa.repeat(delivery, n_good))
-    good = good.append_column("_file_modified_at", pa.repeat(modified, n_good))
-    good = good.append_column("_line_number", pa.array(good_lines, type=pa.int64()))
-    good = good.append_column("_malformed", pa.nulls(n_good, pa.string()))
-    good = good.append_column("_raw_line", pa.nulls(n_good, pa.string()))
-    if not n_bad and not too_long:
-        return good.cast(RAW_SALES_SCHEMA)
-    reasons = [f"wrong_field_count: expected {len(SALES_COLUMNS)}, got {m[2]}" for m in malformed]
-    raw_lines = [m[1] for m in malformed]
-    for line, length, head in too_long:
-        bad_lines = np.append(bad_lines, line)
-        reasons.append(
-            f"record_too_long: {length} bytes, more than {limits.max_record_bytes} "
-            "(ELT_MAX_RECORD_KB)"
-        )
-        raw_lines.append(head)  # its beginning only: the quarantine stays small too
-    n_bad += len(too_long)
-    bad_columns: dict[str, pa.Array] = {
-        name: pa.nulls(n_bad, pa.string()) for name in SALES_COLUMNS
-    }
-    bad_columns.update(
-        _file_name=pa.repeat(pa.scalar(file_name), n_bad),
-        _delivery_date=pa.repeat(delivery, n_bad),
-        _file_modified_at=pa.repeat(modified, n_bad),
-        _line_number=pa.array(bad_lines, type=pa.int64()),
-        _malformed=pa.array(reasons, type=pa.string()),
-        _raw_line=pa.array(raw_lines, type=pa.string()),
-    )
-    bad = pa.table(bad_columns, schema=RAW_SALES_SCHEMA)
-    combined = pa.concat_tables([good.cast(RAW_SALES_SCHEMA), bad])
-    return combined.take(pc.sort_indices(combined, sort_keys=[("_line_number", "ascending")]))
+
+@dataclass(frozen=True)
+class _Lineage:
+    """Where the rows of one file version come from: the columns every row carries."""
+
+    file_name: pa.Scalar
+    delivery_date: pa.Scalar
+    modified: pa.Scalar
+
+    def added(self, table: pa.Table, lines: np.ndarray) -> pa.Table:
+        """``table`` with the lineage columns and each row's physical line number."""
+        rows = table.num_rows
+        table = table.append_column("_file_name", pa.repeat(self.file_name, rows))
+        table = table.append_column("_delivery_date", pa.repeat(self.delivery_date, rows))
+        table = table.append_column("_file_modified_at", pa.repeat(self.modified, rows))
+        return table.append_column("_line_number", pa.array(lines, type=pa.int64()))

@@ -242,7 +242,7 @@ def test_flat_customer_documents_take_the_arrow_path_typed_like_the_lake_table()
 
     import pyarrow as pa
 
-    from ingestion.drop_to_lake import _documents_as_arrow
+    from ingestion.lake_tables import documents_as_arrow
 
     modified = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     base = {
@@ -257,7 +257,7 @@ def test_flat_customer_documents_take_the_arrow_path_typed_like_the_lake_table()
         "_file_modified_at": modified,
         "_line_number": 1,
     }
-    table = _documents_as_arrow(
+    table = documents_as_arrow(
         [base, {**base, "customer_id": "CU-2", "birth_date": None}], "customers", "42"
     )
     assert table is not None
@@ -270,8 +270,8 @@ def test_flat_customer_documents_take_the_arrow_path_typed_like_the_lake_table()
     assert not table.schema.field("customer_id").nullable
     assert table.column("_dlt_load_id").to_pylist() == ["42", "42"]
     # dlt's own path: nested values, a time stamp without an offset, an unparsable date.
-    assert _documents_as_arrow([{**base, "address": {"city": "Omsk"}}], "customers", "1") is None
+    assert documents_as_arrow([{**base, "address": {"city": "Omsk"}}], "customers", "1") is None
     assert (
-        _documents_as_arrow([{**base, "updated_at": "2026-01-01T00:00"}], "customers", "1") is None
+        documents_as_arrow([{**base, "updated_at": "2026-01-01T00:00"}], "customers", "1") is None
     )
-    assert _documents_as_arrow([{**base, "birth_date": "17.05.1990"}], "customers", "1") is None
+    assert documents_as_arrow([{**base, "birth_date": "17.05.1990"}], "customers", "1") is None
