@@ -6,12 +6,11 @@ recorded as ignored, with the reason :func:`ignored_reason` gives.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import posixpath
-import re
 
 from dlt.sources.filesystem import FileItemDict
+
+from contract.drop import KIND_SUFFIXES
 
 #: Kinds of delivered files and the globs, relative to the drop, that find them.
 KIND_GLOBS: dict[str, str] = {
@@ -20,32 +19,6 @@ KIND_GLOBS: dict[str, str] = {
     "customers": "customers/*.jsonl",
     "sales": "sales/*.csv*",
 }
-#: File name endings accepted per kind (anything else in the folder is ignored).
-KIND_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "stores": (".json",),
-    "products": (".json",),
-    "customers": (".jsonl",),
-    "sales": (".csv", ".csv.gz"),
-}
-_DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
-
-
-def delivery_date_of(file_name: str) -> dt.date | None:
-    """The delivery date in a file's name, if any.
-
-    Args:
-        file_name: e.g. ``sales/sales_2026-01-10.csv.gz``.
-
-    Returns:
-        The date, or None when the name carries none (or an impossible one).
-    """
-    match = _DATE_IN_NAME.search(posixpath.basename(file_name))
-    if not match:
-        return None
-    try:
-        return dt.date.fromisoformat(match.group(1))
-    except ValueError:
-        return None
 
 
 def ignored_reason(relative_path: str) -> str | None:

@@ -29,11 +29,12 @@ from dlt.sources import DltResource
 from dlt.sources.filesystem import FileItemDict, filesystem
 from fsspec import AbstractFileSystem
 
+from contract.drop import delivery_date_of
 from contract.lake import RAW
 from storage import filesystem_for, fs_path, normalize_url
 
 from .documents import parse_documents
-from .drop_files import KIND_GLOBS, delivery_date_of, ignored_reason, link_out_of_drop
+from .drop_files import KIND_GLOBS, ignored_reason, link_out_of_drop
 from .lake_credentials import dlt_filesystem_credentials
 from .lake_tables import TableHinter, delivered_file_row, documents_as_arrow, table_hints
 from .pii import require_key
