@@ -251,14 +251,16 @@ DBT_RETRY_DELAYS: tuple[float, ...] = (15, 15)
 )
 def publish(settings: Settings, storage_options: dict[str, Any]) -> dict[str, Any]:
     """Write the region x product CSV report to the lake; ask Metabase to re-sync its schema."""
-    from orchestration.publish import export_csv, write_report
+    from report import SALES_BY_REGION_PRODUCT, write_mart_report
 
-    csv_bytes = export_csv(
+    report = write_mart_report(
+        SALES_BY_REGION_PRODUCT,
+        lake_url=settings.lake_url,
         target=settings.target,
         duckdb_path=settings.duckdb_path,
         postgres_dsn=settings.postgres_dsn.get_secret_value(),
+        storage_options=storage_options,
     )
-    report = write_report(settings.lake_url, csv_bytes, storage_options=storage_options)
     synced = False
     if settings.metabase_url:
         from orchestration.metabase_ops import sync_metabase
