@@ -32,6 +32,7 @@ COPY ingestion ./ingestion
 COPY dask_preprocess ./dask_preprocess
 COPY orchestration ./orchestration
 COPY metabase ./metabase
+COPY report ./report
 COPY dbt_project ./dbt_project
 COPY prefect.yaml ./
 RUN uv sync --frozen --no-dev

@@ -1,11 +1,28 @@
-"""What a run did: one report per stage and the run's summary (Markdown, artifacts, JSON)."""
+"""What a run did: one report per stage and the run's summary (Markdown, artifacts, JSON).
+
+The summary is plain data (what ``elt run --summary-json`` writes and the artifacts show),
+recorded from the stages' typed results by its ``record_*`` methods, one per stage.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the stages' types only: importing the stages costs seconds (dlt, Dask)
+    from dask_preprocess import PreprocessResult
+    from ingestion import ExtractResult, LoadResult
+    from orchestration.dbt_runner import BuildResult, SourceFreshness
+    from orchestration.tasks import PublishResult
 
 FLOW_NAME = "retail-elt"
+
+
+def _counts(counts: Mapping[str, Any]) -> dict[str, int]:
+    """Counts as plain ints (a stage may count with NumPy integers; the JSON wants ints)."""
+    return {str(name): int(count) for name, count in counts.items()}
 
 
 @dataclass
@@ -52,6 +69,90 @@ class RunSummary:
         report = StageReport(name)
         self.stages.append(report)
         return report
+
+    def record_extract(self, stage: StageReport, result: ExtractResult) -> None:
+        """Rows written to the lake; the files failed, ignored or with undeclared fields."""
+        stage.rows = _counts(result.rows_written)
+        files = ", ".join(f"{kind} files {n}" for kind, n in result.files_read.items())
+        stage.detail = files or "nothing new"
+        self.ignored_files += [f"{item.file_name}: {item.reason}" for item in result.ignored_files]
+        self.undeclared_fields += [
+            f"{kind}: {', '.join(names)}" for kind, names in result.undeclared_fields.items()
+        ]
+        self.failed_files += [
+            {"file_name": item.file_name, "kind": item.kind, "reason": item.reason}
+            for item in result.failed_files
+        ]
+
+    def record_preprocess(
+        self, stage: StageReport, result: PreprocessResult, duplicate_alert_ratio: float
+    ) -> None:
+        """Rows by bucket, the files' quality; an alert per delivery of this run above the
+        duplicate ratio, and its sales files that failed (unless the extract named them)."""
+        self.buckets = _counts(result.totals)
+        self.quarantined_by_reason = _counts(result.quarantined_by_reason)
+        stage.rows = dict(self.buckets)
+        self.preprocess_steps = dict(result.step_seconds)
+        self.files = [dataclasses.asdict(quality) for quality in result.file_quality]
+        if not result.did_work:
+            stage.detail = "nothing new"
+        processed = set(result.files_processed)
+        for quality in result.file_quality:
+            if quality.file_name not in processed:
+                continue  # alerts are about this run's deliveries, not the history
+            if quality.duplicate_ratio > duplicate_alert_ratio:
+                self.alerts.append(
+                    f"{quality.file_name}: duplicate ratio {quality.duplicate_ratio:.2f}"
+                    f" > {duplicate_alert_ratio}"
+                    f" ({quality.rows_duplicate} of {quality.rows_in} rows)"
+                )
+            failed = {item["file_name"] for item in self.failed_files}
+            if quality.status == "failed" and quality.file_name not in failed:
+                self.failed_files.append(
+                    {
+                        "file_name": quality.file_name,
+                        "kind": "sales",
+                        "reason": str(quality.failure_reason),
+                    }
+                )
+
+    def record_load(self, stage: StageReport, result: LoadResult) -> None:
+        """Rows written to the warehouse, and the file formats dlt loaded them as."""
+        stage.rows = _counts(result.rows_written)
+        if result.loader_file_formats:
+            stage.detail = "loaded as " + ", ".join(result.loader_file_formats)
+
+    def record_build(self, stage: StageReport, build: BuildResult, plan: str) -> None:
+        """What dbt was asked to build and how each node ended (also when the build failed)."""
+        self.dbt_plan = plan
+        self.dbt_counts = build.counts()
+        self.dbt_nodes = [
+            {
+                "node": node.unique_id,
+                "type": node.resource_type,
+                "status": node.status,
+                "seconds": round(node.seconds, 2),
+                "message": node.message or "",
+            }
+            for node in build.nodes
+        ]
+        stage.rows = {"nodes": len(build.nodes)}
+        self.dbt_failures = [f"{n.resource_type} {n.name}: {n.message}" for n in build.failed_nodes]
+        self.dbt_warnings = [f"{n.resource_type} {n.name}: {n.message}" for n in build.warned_nodes]
+
+    def record_freshness(self, freshness: list[SourceFreshness]) -> None:
+        """The sources with no new rows for longer than dbt's ``warn_after``."""
+        self.stale_sources = [
+            f"{item.source}: last new rows {item.max_loaded_at}, {item.age_days:.1f} days ago"
+            for item in freshness
+            if item.status == "warn" and item.age_days is not None
+        ]
+
+    def record_publish(self, stage: StageReport, result: PublishResult) -> None:
+        """Where the report went, its rows, and whether Metabase was asked to re-sync."""
+        self.report_url = result.report.url
+        stage.rows = {"report_rows": result.report.rows}
+        stage.detail = "metabase synced" if result.metabase_synced else "metabase not configured"
 
     def to_markdown(self) -> str:
         """The summary as Markdown (the Prefect artifact and the end of ``elt run``)."""

@@ -326,7 +326,7 @@ def test_flow_on_postgres_retries_a_transient_failure_and_reconciles(
     """
     import dask_preprocess
     import ingestion
-    from orchestration import flow as flow_module
+    from orchestration import tasks
 
     clusters: list[bool] = []
     real_preprocess = dask_preprocess.preprocess_sales
@@ -347,7 +347,7 @@ def test_flow_on_postgres_retries_a_transient_failure_and_reconciles(
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(ingestion, "load_to_warehouse", flaky_load)
-    monkeypatch.setattr(flow_module.load, "retry_delay_seconds", [0])
+    monkeypatch.setattr(tasks.load, "retry_delay_seconds", [0])
     url, manifest = drop
     elt_env(
         ELT_SOURCE_URL=url,
@@ -397,7 +397,7 @@ def test_flow_on_postgres_retries_dbt_after_a_warehouse_outage_and_alerts_briefl
     When the outage lasts, the run fails and its alert is a few lines, not kilobytes of SQL."""
     import psycopg2
 
-    from orchestration import flow as flow_module
+    from orchestration import transform
     from orchestration.dbt_runner import DbtProject
 
     database = postgres_dsn.rsplit("/", 1)[1]
@@ -423,7 +423,7 @@ def test_flow_on_postgres_retries_dbt_after_a_warehouse_outage_and_alerts_briefl
             accept_connections(True)
 
     monkeypatch.setattr(DbtProject, "build", build_during_an_outage)
-    monkeypatch.setattr(flow_module, "DBT_RETRY_DELAYS", (0, 0))
+    monkeypatch.setattr(transform, "DBT_RETRY_DELAYS", (0, 0))
     url, manifest = drop
     with webhook_server() as hook:
         elt_env(
