@@ -9,9 +9,6 @@ summary in the log.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +20,7 @@ from prefect.states import Failed
 from elt_settings import Settings, get_settings
 from orchestration.alerts import Alert, first_lines, send_alert
 from orchestration.artifacts import publish_run_artifacts
-from orchestration.leftovers import WORK_DIR_PREFIX, remove_leftover_work_dirs
+from orchestration.leftovers import remove_leftover_work_dirs
 from orchestration.run_lock import RunLocked, lake_lock
 from orchestration.summary import FLOW_NAME, RunSummary, StageReport
 from orchestration.tasks import extract, load, preprocess, publish
@@ -86,11 +83,12 @@ def _run_under_lock(
     skip_publish: bool,
 ) -> RunSummary:
     """The stages in a dlt working folder of this run's own, then what every run leaves."""
+    from ingestion.pipelines import pipelines_working_dir
+
     log = get_run_logger()
     source = source_url or settings.source_url
     summary = RunSummary(source_url=source, lake_url=settings.lake_url, target=settings.target)
     remove_leftover_work_dirs()
-    pipelines_dir = tempfile.mkdtemp(prefix=f"{WORK_DIR_PREFIX}{os.getpid()}-")
     try:
         pii_key = settings.resolved_pii_key()
         if settings.pii_hash_key is None:
@@ -98,15 +96,16 @@ def _run_under_lock(
                 "PII_HASH_KEY is not set: using the DEMO key (ELT_DEMO=1). "
                 "Never do this with real customers' data."
             )
-        _run_stages(
-            summary, settings, source, options, pii_key, pipelines_dir, full_refresh, skip_publish
-        )
+        with pipelines_working_dir(None) as pipelines_dir:
+            _run_stages(
+                summary, settings, source, options, pii_key, pipelines_dir, full_refresh,
+                skip_publish,
+            )  # fmt: skip
         summary.success = True
     except BaseException as exc:
         summary.error = f"{type(exc).__name__}: {exc}"[:4000]
         raise
     finally:
-        shutil.rmtree(pipelines_dir, ignore_errors=True)
         publish_run_artifacts(summary)
         _send_run_alerts(summary, settings)
         log.info("Run summary:\n%s", summary.to_markdown())

@@ -18,9 +18,6 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-#: dlt's working folders of runs (in the system's temporary folder), named with the pid.
-WORK_DIR_PREFIX = "elt-dlt-"
-
 #: What tells a temporary Prefect server (Prefect sets it in the server's environment).
 _EPHEMERAL_ENV = ("PREFECT__SERVER_EPHEMERAL", "1")
 _SERVER_APP = "prefect.server.api.server:create_app"
@@ -28,6 +25,8 @@ _SERVER_APP = "prefect.server.api.server:create_app"
 
 def remove_leftover_work_dirs() -> None:
     """Remove the dlt working folders of runs whose process is gone."""
+    from ingestion.pipelines import WORK_DIR_PREFIX  # the run's folder is named there
+
     for path in Path(tempfile.gettempdir()).glob(f"{WORK_DIR_PREFIX}*"):
         pid = path.name.removeprefix(WORK_DIR_PREFIX).split("-", 1)[0]
         if not pid.isdigit():  # an older version's folder, without a pid: gone after a day

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ingestion.pipelines import pipelines_working_dir
-from orchestration.leftovers import WORK_DIR_PREFIX
+from ingestion.pipelines import WORK_DIR_PREFIX, pipelines_working_dir
 
 
 def test_a_runs_own_working_folder_carries_its_pid_and_is_removed(tmp_path: Path) -> None:
