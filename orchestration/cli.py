@@ -214,11 +214,10 @@ def run(
     summary = state.result(raise_on_failure=False)
     if state.is_completed() and not isinstance(summary, BaseException):
         if summary_json:
-            import dataclasses
             import json
             from pathlib import Path
 
-            data = json.dumps(dataclasses.asdict(summary), indent=2, default=str)
+            data = json.dumps(summary.to_json_dict(), indent=2)
             Path(summary_json).write_text(data, encoding="utf-8")
         typer.echo("\n" + summary.to_markdown())
         return

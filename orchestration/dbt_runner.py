@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestration.console import stage_event
+
 logger = logging.getLogger(__name__)
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
@@ -349,6 +351,8 @@ class _NodeTasks:
         self.finished: dict[str, asyncio.Future[_NodeOutcome]] = {}
         self.outcomes: dict[str, _NodeOutcome] = {}
         self.runs: list[asyncio.Future[Any]] = []
+        self.total: int | None = None
+        """Nodes this build runs (from dbt's ``i of N`` lines), for the terminal's bar."""
 
     async def build(self, args: list[str]) -> Any:
         from prefect import get_run_logger
@@ -395,6 +399,8 @@ class _NodeTasks:
                 self._call(self.flow_log.log, level, "dbt: %s", message)
             return
         uid = info.unique_id
+        if self.total is None and isinstance(getattr(event.data, "total", None), int):
+            self.total = event.data.total
         if name == "NodeStart":
             label = f"{info.resource_type} {info.node_name}"
             self._call(self._start, uid, label)
@@ -428,6 +434,8 @@ class _NodeTasks:
     def _finish(self, uid: str, status: str) -> None:
         outcome = self.outcomes.setdefault(uid, _NodeOutcome())
         outcome.status = status
+        done = sum(1 for o in self.outcomes.values() if o.status)
+        stage_event("transform", "advance", done=done, total=self.total)
         waiting = self.finished.get(uid)
         if waiting is not None and not waiting.done():
             waiting.set_result(outcome)

@@ -9,6 +9,7 @@ summary in the log.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +19,12 @@ from prefect import flow, get_run_logger, runtime
 from prefect.states import Failed
 
 from elt_settings import Settings, get_settings
+from orchestration import preflight
 from orchestration.alerts import Alert, first_lines, send_alert
 from orchestration.artifacts import publish_run_artifacts
+from orchestration.console import stage_event
 from orchestration.leftovers import remove_leftover_work_dirs
+from orchestration.run_history import record_run
 from orchestration.run_lock import RunLocked, lake_lock
 from orchestration.summary import FLOW_NAME, RunSummary, StageReport
 from orchestration.tasks import extract, load, preprocess, publish
@@ -51,6 +55,7 @@ def retail_elt(
     source_url: str | None = None,
     full_refresh: bool = False,
     skip_publish: bool = False,
+    read_source: bool = True,
 ) -> RunSummary:
     """Run the whole way once: extract, preprocess, load, transform, publish.
 
@@ -58,36 +63,66 @@ def retail_elt(
         source_url: the drop to read; default ``ELT_SOURCE_URL``.
         full_refresh: rebuild incremental dbt models from scratch.
         skip_publish: do not write the report or sync Metabase.
+        read_source: False to skip the extract and rebuild from the lake alone (``elt
+            replay``: the drop is not read, nor needed).
 
     Returns:
         The run's summary (also published as Prefect artifacts).
     """
     settings = get_settings()
     options = settings.storage_options()
+    started_at = dt.datetime.now(dt.UTC)
     try:
+        preflight.require(settings, source_url=source_url if read_source else "")
         with lake_lock(
             settings.lake_url, options, runtime.flow_run.name, settings.run_lock_wait_seconds
         ):
-            return _run_under_lock(settings, options, source_url, full_refresh, skip_publish)
-    except RunLocked as exc:
+            summary = RunSummary(
+                source_url=(source_url or settings.source_url) if read_source else "(not read)",
+                lake_url=settings.lake_url,
+                target=settings.target,
+            )
+            try:
+                return _run_under_lock(
+                    summary, settings, options, full_refresh, skip_publish, read_source
+                )
+            finally:
+                _record(summary, settings, options, started_at)
+    except (RunLocked, preflight.PreflightFailed) as exc:
         # Nothing was done: a failed run with one line (no traceback, no summary).
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
 
 
+def _record(
+    summary: RunSummary, settings: Settings, options: dict[str, Any], started_at: dt.datetime
+) -> None:
+    """The run's record in the lake (``elt status``); a failure to write it is only logged."""
+    try:
+        record_run(
+            settings.lake_url,
+            options,
+            started_at=started_at,
+            finished_at=dt.datetime.now(dt.UTC),
+            outcome="succeeded" if summary.success else "failed",
+            summary=summary.to_json_dict(),
+        )
+    except OSError as exc:
+        get_run_logger().warning("the run's record could not be written to the lake: %s", exc)
+
+
 def _run_under_lock(
+    summary: RunSummary,
     settings: Settings,
     options: dict[str, Any],
-    source_url: str | None,
     full_refresh: bool,
     skip_publish: bool,
+    read_source: bool,
 ) -> RunSummary:
     """The stages in a dlt working folder of this run's own, then what every run leaves."""
     from ingestion.pipelines import pipelines_working_dir
 
     log = get_run_logger()
-    source = source_url or settings.source_url
-    summary = RunSummary(source_url=source, lake_url=settings.lake_url, target=settings.target)
     remove_leftover_work_dirs()
     try:
         pii_key = settings.resolved_pii_key()
@@ -98,8 +133,8 @@ def _run_under_lock(
             )
         with pipelines_working_dir(None) as pipelines_dir:
             _run_stages(
-                summary, settings, source, options, pii_key, pipelines_dir, full_refresh,
-                skip_publish,
+                summary, settings, options, pii_key, pipelines_dir, full_refresh,
+                skip_publish, read_source,
             )  # fmt: skip
         summary.success = True
     except BaseException as exc:
@@ -115,17 +150,20 @@ def _run_under_lock(
 def _run_stages(
     summary: RunSummary,
     settings: Settings,
-    source: str,
     options: dict[str, Any],
     pii_key: str,
     pipelines_dir: str,
     full_refresh: bool,
     skip_publish: bool,
+    read_source: bool,
 ) -> None:
     """The run's story: each stage in turn, its typed result recorded in the summary."""
     with _timed(summary, "extract") as stage:
-        extracted = extract(settings, source, pii_key, options, pipelines_dir)
-        summary.record_extract(stage, extracted)
+        if read_source:
+            extracted = extract(settings, summary.source_url, pii_key, options, pipelines_dir)
+            summary.record_extract(stage, extracted)
+        else:
+            stage.status = "skipped"
     with _timed(summary, "preprocess") as stage:
         preprocessed = preprocess(settings, options)
         summary.record_preprocess(stage, preprocessed, settings.duplicate_alert_ratio)
@@ -152,6 +190,7 @@ def _timed(summary: RunSummary, name: str) -> Iterator[StageReport]:
     error; its duration either way."""
     report = summary.stage(name)
     report.status = "running"
+    stage_event(name, "start")
     started = time.perf_counter()
     try:
         yield report
@@ -164,6 +203,7 @@ def _timed(summary: RunSummary, name: str) -> Iterator[StageReport]:
             report.status = "ok"
     finally:
         report.duration_s = time.perf_counter() - started
+        stage_event(name, "end", line=report.line())
 
 
 def _send_run_alerts(summary: RunSummary, settings: Settings) -> None:

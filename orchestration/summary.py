@@ -7,6 +7,7 @@ recorded from the stages' typed results by its ``record_*`` methods, one per sta
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,11 @@ class StageReport:
     duration_s: float = 0.0
     rows: dict[str, int] = field(default_factory=dict)
     detail: str = ""
+
+    def line(self) -> str:
+        """The stage in one line: name, status, seconds, what it moved (or why it failed)."""
+        what = ", ".join(f"{k}={v:,}" for k, v in self.rows.items()) or one_line(self.detail)
+        return f"{self.name:<11}{self.status:<8}{self.duration_s:6.1f} s  {what}".rstrip()
 
 
 @dataclass
@@ -154,6 +160,10 @@ class RunSummary:
         stage.rows = {"report_rows": result.report.rows}
         stage.detail = "metabase synced" if result.metabase_synced else "metabase not configured"
 
+    def to_json_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data (``elt run --summary-json``, the run's record)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
     def to_markdown(self) -> str:
         """The summary as Markdown (the Prefect artifact and the end of ``elt run``)."""
         lines = [
@@ -164,11 +174,12 @@ class RunSummary:
             f"- warehouse: `{self.target}`",
         ]
         if self.error:
-            lines.append(f"- error: {self.error}")
+            lines.append(f"- error: {one_line(self.error)}")
         lines += ["", "| stage | status | seconds | rows |", "| --- | --- | ---: | --- |"]
         for stage in self.stages:
             rows = ", ".join(f"{k}={v:,}" for k, v in stage.rows.items()) or stage.detail
-            lines.append(f"| {stage.name} | {stage.status} | {stage.duration_s:.1f} | {rows} |")
+            cell = one_line(rows).replace("|", "\\|")
+            lines.append(f"| {stage.name} | {stage.status} | {stage.duration_s:.1f} | {cell} |")
         if self.buckets:
             lines += [
                 "",
@@ -199,3 +210,10 @@ class RunSummary:
         if self.report_url:
             lines += ["", f"Report: `{self.report_url}`"]
         return "\n".join(lines)
+
+
+def one_line(text: str, width: int = 300) -> str:
+    """The first line of a text, cut at ``width``: a table cell, a terminal line."""
+    stripped = text.strip()
+    first = stripped.splitlines()[0] if stripped else ""
+    return first if len(first) <= width else first[: width - 3] + "..."
