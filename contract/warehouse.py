@@ -9,3 +9,7 @@ RAW_SALES = "raw_sales"
 SHOP_TABLES: tuple[str, ...] = ("stores", "products", "customers", "delivered_files")
 #: The marts: the interface to Metabase, reports and users (docs/interfaces.md).
 MARTS = "marts"
+#: The schemas dbt builds (dbt_project.yml), the marts last.
+DBT_SCHEMAS: tuple[str, ...] = ("staging", "intermediate", "snapshots", MARTS)
+#: Every schema the platform writes: a warehouse is these (plus dbt's state table).
+PLATFORM_SCHEMAS: tuple[str, ...] = (RAW_SHOP, RAW_SALES, *DBT_SCHEMAS)

@@ -1,24 +1,39 @@
-"""``elt``: the user's door to the platform. Every subcommand has ``--help``."""
+"""``elt``: the user's door to the platform. Every subcommand has ``--help``.
+
+The pipeline's commands are here (generate, run, serve, dbt, docs, metabase); the commands
+that show where things stand and recover (check, status, quarantine, replay, backfill, backup,
+restore) are in :mod:`orchestration.ops_cli`. Errors are one line (exit 1; 2 when a run
+cannot start or an argument is wrong); ``-v`` shows everything, tracebacks included.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from orchestration.console import setup_logging
+
+if TYPE_CHECKING:
+    from elt_settings import Settings
 
 app = typer.Typer(
     name="elt",
     help="Retail ELT: drop -> lake (dlt) -> Dask -> warehouse -> dbt -> Metabase, run by Prefect.",
     no_args_is_help=True,
     add_completion=False,
-    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
 )
 metabase_app = typer.Typer(
-    help="Metabase questions and dashboards kept as code.", no_args_is_help=True
+    help="Metabase questions and dashboards kept as code.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(metabase_app, name="metabase")
 
@@ -36,80 +51,115 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the record, never a stale one."""
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: object) -> None:
-        pass
+_VERBOSE = {"on": False}
 
 
-def _setup_logging(verbose: bool) -> None:
-    handler = _StderrHandler()
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-    )
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
-    )
-    if not verbose:  # one line per HTTP call to the Prefect API is noise, not news
-        for name in ("httpx", "httpcore", "distributed", "urllib3"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+def main() -> None:
+    """The ``elt`` program: the app, with any error it did not expect said in one line."""
+    try:
+        app()
+    except Exception as exc:
+        logging.getLogger("elt").debug("the error's traceback", exc_info=True)
+        if not _VERBOSE["on"]:
+            text = str(exc).strip().splitlines()
+            typer.secho(
+                f"error: {type(exc).__name__}: {text[0] if text else ''} (elt -v ... shows "
+                "the traceback)",
+                fg="red",
+                err=True,
+            )
+        sys.exit(1)
 
 
-def _settings():
+def settings_or_exit() -> Settings:
+    """The settings; a wrong value is one line per setting and exit 2."""
+    from pydantic import ValidationError
+
     from elt_settings import get_settings
 
     get_settings.cache_clear()
-    return get_settings()
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            typer.secho(f"{name}={error.get('input')!r}: {error['msg']}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.callback()
-def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+def callback(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show everything: logs and tracebacks.")
+    ] = False,
 ) -> None:
     """Retail ELT platform. Settings come from the environment and .env (see .env.example)."""
-    _setup_logging(verbose)
+    _VERBOSE["on"] = verbose
+    setup_logging(verbose)
+
+
+class Scale(enum.StrEnum):
+    """The generator's scales."""
+
+    demo = "demo"
+    m1 = "1m"
+    m10 = "10m"
 
 
 @app.command()
 def generate(
     out: Annotated[
         str | None,
-        typer.Option("--out", "-o", help="Where to write the drop (default ELT_SOURCE_URL)."),
+        typer.Option("--out", "-o", metavar="URL", help="Where to write (default ELT_SOURCE_URL)."),
     ] = None,
-    scale: Annotated[str, typer.Option(help="demo (50k sales, 90 days), 1m or 10m.")] = "demo",
+    scale: Annotated[Scale, typer.Option(help="demo: 50k sales, 90 days.")] = Scale.demo,
     sales_rows: Annotated[
-        int | None, typer.Option(help="Sales rows in total (overrides the scale).")
+        int | None,
+        typer.Option(metavar="N", min=1, help="Sales rows in all (overrides the scale)."),
     ] = None,
     days: Annotated[
-        int | None, typer.Option(help="Days of deliveries (overrides the scale).")
+        int | None,
+        typer.Option(metavar="N", min=1, help="Days of deliveries (overrides the scale)."),
     ] = None,
-    start_date: Annotated[str | None, typer.Option(help="First delivery date, YYYY-MM-DD.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed: same arguments, same bytes.")] = 42,
+    start_date: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First delivery date."),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(metavar="N", min=0, help="Random seed: same arguments, same bytes.")
+    ] = 42,
     append_days: Annotated[
         int | None,
-        typer.Option(help="Add the next N days of deliveries to an existing drop instead."),
+        typer.Option(metavar="N", min=1, help="Add the next N days to an existing drop instead."),
+    ] = None,
+    unreadable_file: Annotated[
+        bool | None,
+        typer.Option(
+            "--unreadable-file/--no-unreadable-file",
+            help="Make one sales file unreadable (a corrupt gzip), so a run shows a whole-file "
+            "quarantine. Default: at the demo scale.",
+            show_default=False,
+        ),
     ] = None,
     if_missing: Annotated[
         bool, typer.Option("--if-missing", help="Do nothing when the drop already exists.")
     ] = False,
 ) -> None:
-    """Generate a retailer's drop (stores, products, customers, sales) and its manifest."""
-    import generator
+    """Write a drop that follows the contract.
 
-    settings = _settings()
+    Stores, products, customers and sales files, with every dirty case of the contract, and
+    beside the drop its manifest: the truth the tests reconcile every stage with.
+    """
+    import generator
+    from orchestration.console import ProgressBar
+
+    settings = settings_or_exit()
     url = out or settings.source_url
     options = settings.storage_options()
     if if_missing and append_days is None and _drop_exists(url, options):
         typer.echo(f"A drop already exists at {url}: nothing to generate.")
         return
-    with _progress("Generating deliveries") as progress:
+    with ProgressBar("Generating deliveries") as progress:
         if append_days is not None:
             manifest = generator.append_days(
                 url, append_days, storage_options=options, progress=progress
@@ -117,19 +167,22 @@ def generate(
         else:
             manifest = generator.generate_drop(
                 url,
-                scale=scale,
+                scale=scale.value,
                 sales_rows=sales_rows,
                 days=days,
-                start_date=dt.date.fromisoformat(start_date) if start_date else None,
+                start_date=start_date.date() if start_date else None,
                 seed=seed,
+                unreadable_file=scale is Scale.demo if unreadable_file is None else unreadable_file,
                 timezone=settings.timezone,
                 storage_options=options,
                 progress=progress,
             )
     totals = manifest["totals"]
+    unreadable = sum(not f["readable"] for f in manifest["files"].values())
     typer.echo(
-        f"Drop written to {url} ({len(manifest['files'])} sales files, "
-        f"{totals['rows_in']:,} sales rows: {totals['rows_valid']:,} valid, "
+        f"Drop written to {url} ({len(manifest['files'])} sales files"
+        + (f", {unreadable} unreadable" if unreadable else "")
+        + f"; {totals['rows_in']:,} sales rows: {totals['rows_valid']:,} valid, "
         f"{totals['rows_duplicate']:,} duplicate, {totals['rows_superseded']:,} superseded, "
         f"{totals['rows_quarantined']:,} quarantined); manifest: {generator.manifest_url(url)}"
     )
@@ -146,104 +199,100 @@ def _drop_exists(url: str, storage_options: dict) -> bool:
         return False
 
 
-class _progress:
-    """A Rich progress bar as a ``progress(done, total)`` callback."""
-
-    def __init__(self, description: str) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self._bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=False,
-            disable=not sys.stderr.isatty(),
-        )
-        self._task = self._bar.add_task(description, total=None)
-
-    def __enter__(self) -> _progress:
-        self._bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
-
-    def __call__(self, done: int, total: int) -> None:
-        self._bar.update(self._task, completed=done, total=total)
-
-
 @app.command()
 def run(
     source: Annotated[
         str | None,
-        typer.Option("--source", "-s", help="The drop to read (default ELT_SOURCE_URL)."),
+        typer.Option("--source", "-s", metavar="URL", help="The drop (default ELT_SOURCE_URL)."),
     ] = None,
     full_refresh: Annotated[
-        bool, typer.Option(help="Rebuild incremental dbt models from scratch.")
+        bool, typer.Option("--full-refresh", help="Rebuild incremental dbt models from scratch.")
     ] = False,
     skip_publish: Annotated[
-        bool, typer.Option(help="Do not write the CSV report nor sync Metabase.")
+        bool, typer.Option("--skip-publish", help="Write no CSV report; do not sync Metabase.")
     ] = False,
     summary_json: Annotated[
         str | None,
-        typer.Option(help="Also write the run's summary as JSON to this file (for scripts)."),
+        typer.Option(metavar="FILE", help="Also write the run's summary as JSON (for scripts)."),
     ] = None,
 ) -> None:
-    """Run the whole flow once (Prefect's ephemeral mode unless PREFECT_API_URL is set).
+    """Run the whole flow once.
 
-    Exits non-zero when the run failed. Files that could not be read are quarantined and
-    reported, and the run goes on.
+    In Prefect's ephemeral mode unless PREFECT_API_URL is set. Checks first what the run needs (as
+    `elt check`): exits 2 with one line when something is missing, before anything is written. Exits
+    1 when the run failed. Files that cannot be read are quarantined and reported, and the run goes
+    on.
     """
+    run_flow(source_url=source, full_refresh=full_refresh, skip_publish=skip_publish,
+             summary_json=summary_json)  # fmt: skip
+
+
+def run_flow(
+    *,
+    source_url: str | None = None,
+    full_refresh: bool = False,
+    skip_publish: bool = False,
+    read_source: bool = True,
+    summary_json: str | None = None,
+    command: str = "run",
+) -> None:
+    """Check, run the flow in this process, print its summary once; exit 1 or 2 on failure."""
+    from orchestration import preflight
+    from orchestration.console import open_log_file
+
+    settings = settings_or_exit()
+    try:
+        preflight.require(settings, source_url=source_url if read_source else "")
+    except preflight.PreflightFailed as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    log_path = open_log_file(settings.log_dir, command)
     from orchestration.flow import retail_elt
     from orchestration.leftovers import stop_orphaned_prefect_servers
+    from orchestration.run_lock import RunLocked
 
-    settings = _settings()
-    try:
-        settings.resolved_pii_key()
-    except RuntimeError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from exc
     stop_orphaned_prefect_servers()
     state = retail_elt(
-        source_url=source,
+        source_url=source_url,
         full_refresh=full_refresh,
         skip_publish=skip_publish,
+        read_source=read_source,
         return_state=True,
     )
     summary = state.result(raise_on_failure=False)
+    if isinstance(summary, RunLocked | preflight.PreflightFailed):
+        typer.secho(str(summary), fg="red", err=True)
+        raise typer.Exit(2)
     if state.is_completed() and not isinstance(summary, BaseException):
         if summary_json:
             import json
             from pathlib import Path
 
-            data = json.dumps(summary.to_json_dict(), indent=2)
-            Path(summary_json).write_text(data, encoding="utf-8")
+            Path(summary_json).write_text(json.dumps(summary.to_json_dict(), indent=2), "utf-8")
         typer.echo("\n" + summary.to_markdown())
+        typer.echo(f"\nlog: {log_path}", err=True)
         return
-    from orchestration.run_lock import RunLocked
-
-    if isinstance(summary, RunLocked):
-        typer.secho(str(summary), fg="red", err=True)
-        raise typer.Exit(2)
-    typer.secho(f"\nThe run failed: {state.message}", fg="red", err=True)
+    message = (str(state.message or "").strip().splitlines() or ["no message"])[0]
+    typer.secho(f"\nThe run failed: {message}", fg="red", err=True)
+    typer.echo(f"log: {log_path}", err=True)
     raise typer.Exit(1)
 
 
 @app.command()
 def serve(
     cron: Annotated[
-        str | None, typer.Option(help="Cron schedule (default ELT_SCHEDULE_CRON).")
+        str | None, typer.Option(metavar="CRON", help="Schedule (default ELT_SCHEDULE_CRON).")
     ] = None,
     timezone: Annotated[
-        str | None, typer.Option(help="Time zone of the schedule (default ELT_SCHEDULE_TIMEZONE).")
+        str | None,
+        typer.Option(metavar="TZ", help="Time zone of the schedule (ELT_SCHEDULE_TIMEZONE)."),
     ] = None,
-    name: Annotated[str, typer.Option(help="The deployment's name.")] = "weekly",
+    name: Annotated[str, typer.Option(metavar="NAME", help="The deployment's name.")] = "weekly",
 ) -> None:
-    """Serve the flow as a scheduled deployment (weekly, Tuesday 12:45 Moscow time by default).
+    """Serve the scheduled deployment.
 
-    Needs a Prefect server (PREFECT_API_URL): the server's scheduler creates the runs, which
-    this process then runs, one at a time.
+    Weekly, Tuesday 12:45 Moscow time by default. Needs a Prefect server (PREFECT_API_URL): the
+    server's scheduler creates the runs, which this process then runs, one at a time.
     """
     from prefect.settings import get_current_settings
 
@@ -258,7 +307,7 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
-    settings = _settings()
+    settings = settings_or_exit()
     serve_deployment(
         name=name,
         cron=cron or settings.schedule_cron,
@@ -266,18 +315,24 @@ def serve(
     )
 
 
-def _dbt(args: list[str]) -> int:
-    """``dbt <args>`` from the dbt project's folder with the settings' environment, as a
-    user runs it by hand (the ``dbt`` of this interpreter's environment); its exit code."""
-    import subprocess
+def _dbt_command(args: list[str]) -> tuple[list[str], dict[str, str], str]:
+    """``dbt <args>`` as a user runs it by hand: this environment's ``dbt``, the settings'
+    environment, from the dbt project's folder."""
     from pathlib import Path
 
     from orchestration.dbt_runner import DBT_PROJECT_DIR
 
     local = Path(sys.executable).parent / "dbt"
     command = [str(local) if local.exists() else "dbt", *args]
-    env = {**os.environ, **_settings().dbt_env()}
-    return subprocess.call(command, cwd=DBT_PROJECT_DIR, env=env)
+    return command, {**os.environ, **settings_or_exit().dbt_env()}, str(DBT_PROJECT_DIR)
+
+
+def _dbt(args: list[str]) -> int:
+    """Run dbt to its end; its exit code."""
+    import subprocess
+
+    command, env, cwd = _dbt_command(args)
+    return subprocess.call(command, cwd=cwd, env=env)
 
 
 @app.command()
@@ -285,24 +340,33 @@ def docs(
     serve_docs: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the docs after generating them.")
     ] = True,
-    port: Annotated[int, typer.Option(help="Port of the docs server.")] = 8080,
-    host: Annotated[str, typer.Option(help="Address the docs server listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port of the docs server.")] = 8080,
+    host: Annotated[
+        str, typer.Option(metavar="HOST", help="Address the docs server listens on.")
+    ] = "127.0.0.1",
 ) -> None:
-    """Generate the dbt docs (dbt docs generate) and serve them (dbt docs serve)."""
+    """Generate and serve the dbt docs.
+
+    dbt docs generate, then dbt docs serve.
+    Ctrl-C or SIGTERM stops the server and frees its port.
+    """
     if _dbt(["docs", "generate"]) != 0:
         typer.secho("dbt docs generate failed (its output is above)", fg="red", err=True)
         raise typer.Exit(1)
     if serve_docs:
-        raise typer.Exit(
-            _dbt(["docs", "serve", "--port", str(port), "--host", host, "--no-browser"])
+        from orchestration.child import run_until_stopped
+
+        command, env, cwd = _dbt_command(
+            ["docs", "serve", "--port", str(port), "--host", host, "--no-browser"]
         )
+        raise typer.Exit(run_until_stopped(command, env=env, cwd=cwd))
 
 
 @app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def dbt(
     args: Annotated[list[str], typer.Argument(help="dbt's arguments, e.g. `build -s marts`.")],
 ) -> None:
-    """Run any dbt command on the project with the warehouse of the settings (and .env).
+    """Run dbt on the warehouse of the settings.
 
     The same as `dbt <args>` run by hand in dbt_project/ with the settings exported. dbt's
     options pass through (`elt dbt build -s marts`); for dbt's own help, put `--` first:
@@ -315,20 +379,31 @@ def dbt(
 
 @metabase_app.command("provision")
 def metabase_provision() -> None:
-    """Create or update the collection, questions and dashboards in Metabase (idempotent)."""
+    """Create or update the dashboards.
+
+    The collection, questions and dashboards in Metabase, idempotently.
+    """
     from orchestration.metabase_ops import provision_metabase
 
-    typer.echo(provision_metabase(_settings()))
+    typer.echo(provision_metabase(settings_or_exit()))
 
 
 @metabase_app.command("sync")
 def metabase_sync() -> None:
-    """Ask Metabase to re-sync the warehouse's schema."""
+    """Re-sync Metabase's view of the warehouse."""
     from orchestration.metabase_ops import sync_metabase
 
-    sync_metabase(_settings())
+    sync_metabase(settings_or_exit())
     typer.echo("Metabase schema sync requested.")
 
 
+def _register_operations() -> None:
+    from orchestration import ops_cli
+
+    ops_cli.register(app)
+
+
+_register_operations()
+
 if __name__ == "__main__":
-    app()
+    main()

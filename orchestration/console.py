@@ -149,3 +149,30 @@ def open_log_file(log_dir: str, command: str) -> Path:
     handler.setLevel(logging.DEBUG)
     logging.getLogger().addHandler(handler)
     return path.resolve()
+
+
+class ProgressBar:
+    """A bar on the terminal as a ``progress(done, total)`` callback (nothing elsewhere)."""
+
+    def __init__(self, description: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=False,
+            disable=not _is_terminal(),
+        )
+        self._task = self._bar.add_task(description, total=None)
+
+    def __enter__(self) -> ProgressBar:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total)

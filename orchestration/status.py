@@ -53,13 +53,13 @@ class Status:
             *[f"  {run.line()}" for run in self.runs],
         ]
         if self.last_delivery is not None:
-            fresh = f"{self.days_since_delivery} days ago" + (
-                " (stale)" if (self.days_since_delivery or 0) > self.stale_after_days else ""
-            )
+            fresh = f"{self.days_since_delivery} days ago"
+            if (self.days_since_delivery or 0) > self.stale_after_days:
+                fresh += f": stale, more than {self.stale_after_days} days"
             sales = f"sales {self.first_sale} .. {self.last_sale}" if self.last_sale else "no sales"
             out += [
                 "",
-                f"loaded     deliveries up to {self.last_delivery} ({fresh}); {sales}",
+                f"loaded     deliveries up to {self.last_delivery}, {fresh}; {sales}",
                 f"files      {self.files:,} delivered: {self.files_failed:,} failed, "
                 f"{self.files_with_quarantine:,} with quarantined rows "
                 f"({self.rows_quarantined:,} rows; `elt quarantine list` shows them)",
