@@ -12,7 +12,6 @@ bucket file and aggregates with Arrow.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,6 +34,7 @@ from dask_preprocess.segments import (
 )
 from dask_preprocess.state import Manifest
 from dask_preprocess.sums import AGGREGATES, Aggregate, combined_sums, updated_sums
+from dask_preprocess.writers import write_files
 from storage import Lake
 
 logger = logging.getLogger(__name__)
@@ -43,22 +43,6 @@ AGGREGATE_TASK_ROWS = 400_000  # valid rows an aggregation task reads at most (a
 #: Per partition column: the days between two of its values, and the least tasks to cut its
 #: values into (every worker gets work; the dates get more, they fill in beside the months).
 _STEP = {"sale_month": 30.44, "sale_date": 1.0}
-
-#: Writes many small partition files at once (Parquet encoding and I/O release the GIL).
-#: One pool for the process, its threads started once: tasks do not start threads (see
-#: ``cluster.py`` on the deadlock that starting threads under the workers' profiler risks).
-_WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-writer")
-
-
-def write_files(lake: Lake, tables: dict[str, pa.Table]) -> None:
-    """Write many small files at once, in the shared writer threads."""
-    list(_WRITERS.map(lambda item: lake.write_table(*item), tables.items()))
-
-
-def delete_files(lake: Lake, paths: list[str]) -> None:
-    """Delete many files at once (absent ones are skipped), in the shared writer threads."""
-    list(_WRITERS.map(lake.delete, paths))
-
 
 # --- Cutting the work into tasks --------------------------------------------------------------
 

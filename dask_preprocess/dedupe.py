@@ -397,6 +397,41 @@ def bucket_groups(
     return [hs[start:end] for start, end in runs(labels)]
 
 
+def _affected_buckets(
+    lake: Lake, run: StagedRun, counts: pd.DataFrame, changed_files: list[str]
+) -> tuple[list[int], pd.DataFrame]:
+    """The buckets that got staged rows or hold rows of a changed file, and the counts of
+    the changed files' rows."""
+    staged = {
+        int(name.split("=", 1)[1])
+        for name in lake.list_dirs(valid_staging(run.staging))
+        if name.startswith("h=")
+    }
+    of_changed = counts[counts["file_name"].isin(changed_files)]
+    return sorted(staged | set(of_changed["h"].astype(int))), of_changed
+
+
+def _merged(done: list[BucketsUpdate], counts: pd.DataFrame, hs: list[int]) -> BucketsUpdate:
+    """The tasks' updates as one, with every bucket's counts after the run."""
+    buckets = [b for task in done for b in task.buckets]
+    changes = None
+    if done and all(task.changes is not None for task in done):
+        changes = {
+            column: pa.concat_tables([task.changes[column] for task in done if task.changes])
+            for column in ("sale_date", "sale_month")
+        }
+    new_counts = pd.DataFrame([c for b in buckets for c in b.counts], columns=list(COUNTS_DTYPES))
+    return BucketsUpdate(
+        buckets=buckets,
+        dates=sorted({d for task in done for d in task.dates}),
+        months=sorted({m for task in done for m in task.months}),
+        changes=changes,
+        counts=pd.concat([counts[~counts["h"].isin(hs)], new_counts], ignore_index=True).astype(
+            COUNTS_DTYPES
+        ),
+    )
+
+
 def deduplicate(
     client: Client,
     lake: Lake,
@@ -423,13 +458,7 @@ def deduplicate(
         changes the aggregates by (None on a first run: no aggregates yet), and every
         bucket's counts after the run.
     """
-    staged = {
-        int(name.split("=", 1)[1])
-        for name in lake.list_dirs(valid_staging(run.staging))
-        if name.startswith("h=")
-    }
-    of_changed = counts[counts["file_name"].isin(changed_files)]
-    hs = sorted(staged | set(of_changed["h"].astype(int)))
+    hs, of_changed = _affected_buckets(lake, run, counts, changed_files)
     groups = bucket_groups(
         hs,
         staged_rows=staged_valid_rows,
@@ -442,6 +471,7 @@ def deduplicate(
         len(hs),
         len(groups),
     )
+    columns = list(COUNTS_DTYPES)
     futures = [
         client.submit(
             update_hash_buckets,
@@ -452,11 +482,7 @@ def deduplicate(
             changed_files,
             run.run_id,
             {h: run.manifest[h] for h in group if h in run.manifest},
-            list(
-                counts[counts["h"].isin(group)][list(COUNTS_DTYPES)].itertuples(
-                    index=False, name=None
-                )
-            ),
+            list(counts[counts["h"].isin(group)][columns].itertuples(index=False, name=None)),
             max_segments,
             max_label_ratio,
             bool(run.manifest),  # what the run changes in the aggregates (none yet: no)
@@ -464,21 +490,5 @@ def deduplicate(
         )
         for group in groups
     ]
-    done: list[BucketsUpdate] = gather(client, futures, show_progress) if futures else []
-    buckets = [b for task in done for b in task.buckets]
-    changes = None
-    if done and all(task.changes is not None for task in done):
-        changes = {
-            column: pa.concat_tables([task.changes[column] for task in done if task.changes])
-            for column in ("sale_date", "sale_month")
-        }
-    new_counts = pd.DataFrame([c for b in buckets for c in b.counts], columns=list(COUNTS_DTYPES))
-    return BucketsUpdate(
-        buckets=buckets,
-        dates=sorted({d for task in done for d in task.dates}),
-        months=sorted({m for task in done for m in task.months}),
-        changes=changes,
-        counts=pd.concat([counts[~counts["h"].isin(hs)], new_counts], ignore_index=True).astype(
-            COUNTS_DTYPES
-        ),
-    )
+    done = gather(client, futures, show_progress) if futures else []
+    return _merged(done, counts, hs)

@@ -66,14 +66,14 @@ def preprocess_sales(
 ) -> PreprocessResult:
     """Validate, de-duplicate and pre-aggregate the new sales in the lake.
 
+    (Longer than most functions here because it is the run's story: it holds the Dask
+    client open across the steps that compute on it and times each step; every step is a
+    call returning a small typed value.)
+
     Reads ``raw/sales`` and ``raw/delivered_files``; writes ``preprocessed/daily_sales``,
     ``preprocessed/customer_monthly`` (only the affected partitions), ``preprocessed/file_quality``,
     ``quarantine/sales_rows`` and the stage's state under ``preprocessed/_state``. A run with
     nothing new returns at once and writes nothing.
-
-    This function reads as the list of the run's steps, each a call returning a small typed
-    value; it is longer than most because it holds the Dask client open across the steps
-    that compute on it and times each step.
 
     Args:
         lake_url: The lake root, any fsspec URL.

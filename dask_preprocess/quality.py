@@ -14,12 +14,12 @@ import pyarrow as pa
 
 from contract.lake import QUARANTINE_ROWS
 from contract.sales import DUPLICATE_ALERT_RATIO, REASONS
-from dask_preprocess.aggregate import delete_files, write_files
 from dask_preprocess.arrays import MONEY, TS_UTC, days_to_date, revenue, runs
 from dask_preprocess.plan import ChangedFiles
 from dask_preprocess.result import FileQuality
 from dask_preprocess.state import FILES_DTYPES, empty_frame
 from dask_preprocess.validate import QUARANTINE_SCHEMA, quarantine_staging
+from dask_preprocess.writers import delete_files, write_files
 from storage import Lake
 
 FILE_QUALITY_SCHEMA = pa.schema(
