@@ -75,7 +75,8 @@ class BucketsUpdate:
     #: Per partition column, the exact sums of the valid rows added minus those removed, per
     #: group (None when not asked for: a first run has no aggregates to update).
     changes: dict[str, pa.Table] | None = None
-    counts: pd.DataFrame = field(default_factory=pd.DataFrame)  # every bucket's, after the run
+    #: Every bucket's counts after the run (the whole step's; empty for one task's).
+    counts: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def staged_files(self) -> list[str]:
