@@ -102,14 +102,13 @@ def changed_versions(
     or status (a file the state does not know has changed)."""
     latest = latest_versions(delivered, raw_versions, files_state)
     known = files_state.set_index("file_name")
-    changed = latest[
-        [
-            r.file_name not in known.index
-            or int(known.at[r.file_name, "file_modified_at_us"]) != int(r.file_modified_at_us)
-            or str(known.at[r.file_name, "status"]) != r.status
-            for r in latest.itertuples(index=False)
-        ]
+    is_changed = [
+        r.file_name not in known.index
+        or int(known.at[r.file_name, "file_modified_at_us"]) != int(r.file_modified_at_us)
+        or str(known.at[r.file_name, "status"]) != r.status
+        for r in latest.itertuples(index=False)
     ]
+    changed = latest[np.array(is_changed, dtype=bool)]  # (a mask: no files, no columns lost)
     loaded = changed[changed["status"] == "loaded"]
     return ChangedFiles(
         versions=changed,
