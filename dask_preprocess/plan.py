@@ -27,6 +27,7 @@ from dask_preprocess.raw import (
     delivered_sales_files,
     row_group_sizes,
     versions_of_piece,
+    versions_per_file,
 )
 from dask_preprocess.state import empty_frame
 from storage import Lake
@@ -135,18 +136,11 @@ def read_versions(
     show_progress: bool,
 ) -> pd.DataFrame:
     """The file versions the new raw files hold, with their rows: a Dask DataFrame with a
-    partition per piece, summed per version by Dask's groupby (a tree reduction on the
-    workers: only one row per file version comes to the driver)."""
+    partition per piece (a few rows each), summed per version once gathered."""
     if not pieces:
         return VERSIONS_META.copy()
     logger.info("Reading file versions from %d piece(s) of new raw files", len(pieces))
     versions = dd.from_map(
         versions_of_piece, pieces, args=(lake_url, storage_options), meta=VERSIONS_META
     )
-    per_version = (
-        versions.groupby(["file_name", "file_modified_at_us"])
-        .agg(delivery_day=("delivery_day", "min"), n=("n", "sum"))
-        .reset_index()
-    )
-    found = gather(client, client.compute(per_version), show_progress)
-    return found.astype(VERSIONS_META.dtypes.to_dict())
+    return versions_per_file(gather(client, client.compute(versions), show_progress))

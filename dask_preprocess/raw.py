@@ -178,10 +178,10 @@ def versions_of_piece(piece: Piece, lake_url: str, storage_options: dict | None)
             "n": grouped.column("count_all").to_numpy(),
         }
     )
-    return _per_version(frame)
+    return versions_per_file(frame)
 
 
-def _per_version(frame: pd.DataFrame) -> pd.DataFrame:
+def versions_per_file(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per file version: the earliest delivery day, the rows summed."""
     frame = frame.groupby(["file_name", "file_modified_at_us"], as_index=False).agg(
         delivery_day=("delivery_day", "min"), n=("n", "sum")

@@ -5,7 +5,7 @@ A partition's task applies the contract's rules (:func:`dask_preprocess.rules.va
 and stages its rows below the run's staging folder: the valid rows normalized, by sale_id
 hash bucket (``valid/h=NNN/part-<piece>.parquet``), the quarantined ones as delivered
 (``quarantine/part-<piece>.parquet``). What the partition returns is its rows per file and
-reason (``""`` for valid), summed by Dask's groupby, so only counts come to the driver.
+reason (``""`` for valid), so only counts come to the driver.
 """
 
 from __future__ import annotations
@@ -172,9 +172,8 @@ def validate(
             args=(lake_url, storage_options, wanted, timezone, n_partitions, staging),
             meta=COUNTS_META,
         )
-        per_reason = partitions.groupby(["file_name", "reason"])["n"].sum().reset_index()
-        counts = gather(client, client.compute(per_reason), show_progress)
-        counts = counts.astype(COUNTS_META.dtypes.to_dict())
+        counts = gather(client, client.compute(partitions), show_progress)
+        counts = counts.groupby(["file_name", "reason"], as_index=False)["n"].sum()
     empty = sorted({name for name, _ in wanted} - set(counts["file_name"]))
     if empty:
         logger.warning("No rows found for the latest version of %d file(s): %s", len(empty), empty)
