@@ -136,7 +136,8 @@ def read_versions(
     show_progress: bool,
 ) -> pd.DataFrame:
     """The file versions the new raw files hold, with their rows: a Dask DataFrame with a
-    partition per piece (a few rows each), summed per version once gathered."""
+    partition per piece (a few rows each), summed per version once gathered (measured
+    faster than Dask's own groupby, whose graph costs more than the rows it reduces)."""
     if not pieces:
         return VERSIONS_META.copy()
     logger.info("Reading file versions from %d piece(s) of new raw files", len(pieces))
