@@ -286,6 +286,9 @@ def write_bucket(
     return live_after, False, written
 
 
+# --- The rows a run reads and writes by bucket ------------------------------------------------
+
+
 def split_by_bucket(table: pa.Table, h: np.ndarray) -> dict[int, pa.Table]:
     """``table``'s rows per hash bucket (``h`` gives each row's), in their order."""
     order = np.argsort(h, kind="stable")
