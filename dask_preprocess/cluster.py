@@ -11,7 +11,7 @@ from typing import Any
 
 import dask
 import psutil
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, progress
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +106,17 @@ def dask_client(
         Client(cluster) as client,
     ):
         yield client
+
+
+def worker_slots(client: Client) -> int:
+    """Worker threads of the cluster (tasks that can run at once)."""
+    workers = client.scheduler_info().get("workers", {})
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
+
+def gather(client: Client, futures: Any, show_progress: bool) -> Any:
+    """The results of ``futures`` (one, a list, or a collection's), with Dask's progress bar
+    in the terminal when ``show_progress``."""
+    if show_progress:
+        progress(futures)
+    return client.gather(futures)

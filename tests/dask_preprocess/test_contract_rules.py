@@ -363,6 +363,21 @@ def test_duplicate_ratio_above_half_raises_the_alert(tmp_path: Path, dask_addres
     assert q["is_alert"] is True
 
 
+def test_the_duplicate_alert_ratio_is_a_setting(tmp_path: Path, dask_address: str) -> None:
+    """A file with a quarter of its rows duplicates raises the alert at a ratio of 0.2, not
+    at the default (0.5): in the run's result and in ``file_quality``."""
+    for ratio, alert in ((None, False), (0.2, True)):
+        lake = tmp_path / str(ratio)
+        LakeBuilder(str(lake)).deliver(F10, [sale("S1")] * 2 + [sale("S2"), sale("S3")])
+        options = {} if ratio is None else {"duplicate_alert_ratio": ratio}
+        result = run(lake, dask_address, **options)
+        assert [(q.duplicate_ratio, q.is_alert) for q in result.file_quality] == [(0.25, alert)]
+        assert (quality(lake)[F10]["duplicate_ratio"], quality(lake)[F10]["is_alert"]) == (
+            0.25,
+            alert,
+        )
+
+
 def test_duplicate_of_an_earlier_file_and_a_later_supersession(
     tmp_path: Path, dask_address: str
 ) -> None:

@@ -18,9 +18,10 @@ import pytest
 
 from bench.reference_sql import expected_outputs as reference
 from dask_preprocess import PreprocessResult, local_cluster_size, preprocess_sales
-from dask_preprocess import preprocess as stage
+from dask_preprocess import state as stage_state
 from dask_preprocess.cluster import dask_client
 from dask_preprocess.rules import sale_id_hashes, sale_key_of
+from dask_preprocess.sums import DAILY_SUMS, MONTHLY_SUMS, combined_sums, updated_sums
 from storage import Lake
 from tests.dask_preprocess.dirty import dirty_stream
 from tests.dask_preprocess.lakebuilder import LakeBuilder, sale
@@ -286,7 +287,7 @@ def test_a_format_2_state_gets_its_sale_keys_and_goes_on(
     before = rows_by_line()
     _to_format_2(tmp_path)
     meta = json.loads((state / "meta.json").read_text())
-    assert stage._migrate_state(Lake(str(tmp_path)), meta)["format"] == 3
+    assert stage_state.migrate_state(Lake(str(tmp_path)), meta)["format"] == 3
     manifest, labels = _state(tmp_path)
     assert not labels and {tuple(e["segments"]) for e in manifest.values()} == {("000000-v3",)}
     assert rows_by_line() == before  # the same current rows, the labels folded in
@@ -489,7 +490,7 @@ def test_a_run_that_failed_after_writing_partitions_is_aggregated_again(
         raise OSError("the lake went away")
 
     with monkeypatch.context() as patch:
-        patch.setattr(stage, "_write_manifest", fail)
+        patch.setattr(stage_state, "write_manifest", fail)
         with pytest.raises(OSError, match="went away"):
             run(tmp_path, dask_address)
     dirty = json.loads((tmp_path / "preprocessed/_state/dirty.json").read_text())
@@ -509,7 +510,7 @@ def test_updated_sums_equal_a_grouping_of_everything() -> None:
     grouped again, with the same result as grouping every row (nulls are one group, a row
     whose every column is among the changes' values but not its combination is kept as it
     is, a group can appear, grow, shrink or go to zero)."""
-    schema = stage._MONTHLY_SUMS
+    schema = MONTHLY_SUMS
     written = pa.table(
         {
             "customer_id": ["CU-1", "CU-2", None, "CU-3", "CU-1", "CU-4"],
@@ -535,11 +536,11 @@ def test_updated_sums_equal_a_grouping_of_everything() -> None:
     group = ["customer_id", "sale_month"]
     order = [("sale_month", "ascending"), ("customer_id", "ascending")]
 
-    updated = stage._updated_sums(written, changes, group)
+    updated = updated_sums(written, changes, group)
 
     assert updated.schema == schema
     assert updated.sort_by(order).to_pylist() == (
-        stage._combined_sums([written, changes], group).sort_by(order).to_pylist()
+        combined_sums([written, changes], group).sort_by(order).to_pylist()
     )
     by_key = {(r["customer_id"], r["sale_month"]): r["n"] for r in updated.to_pylist()}
     assert by_key == {
@@ -552,13 +553,13 @@ def test_updated_sums_equal_a_grouping_of_everything() -> None:
         ("CU-4", 701): 1,
         ("CU-5", 701): 1,
     }
-    assert stage._updated_sums(written, changes.slice(0, 0), group) is written
+    assert updated_sums(written, changes.slice(0, 0), group) is written
 
 
 def test_updated_sums_of_several_partitions_and_of_nothing_written() -> None:
     """Written sums of two months concatenated (as a task updates several partitions), and
     an empty written table (every group comes from the changes)."""
-    schema = stage._DAILY_SUMS
+    schema = DAILY_SUMS
     written = pa.concat_tables(
         [
             pa.table(
@@ -602,11 +603,11 @@ def test_updated_sums_of_several_partitions_and_of_nothing_written() -> None:
     group = ["sale_date", "store_id", "product_id", "region"]
     order = [(c, "ascending") for c in group]
     for base in (written, written.slice(0, 0)):
-        expected = stage._combined_sums([base, changes], group).sort_by(order).to_pylist()
-        assert stage._updated_sums(base, changes, group).sort_by(order).to_pylist() == expected
+        expected = combined_sums([base, changes], group).sort_by(order).to_pylist()
+        assert updated_sums(base, changes, group).sort_by(order).to_pylist() == expected
     assert {
         (r["sale_date"], r["store_id"], r["product_id"], r["region"]): r["n"]
-        for r in stage._updated_sums(written, changes, group).to_pylist()
+        for r in updated_sums(written, changes, group).to_pylist()
     } == {
         (10, "ST-1", "PR-1", "North"): 1,
         (10, "ST-2", "PR-1", "South"): 2,

@@ -7,14 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dask_preprocess.preprocess import (
-    AGGREGATE_TASK_ROWS,
-    BUCKET_TASK_ROWS,
-    _bucket_groups,
-    _chunks,
-    _pieces,
-    _row_group_sizes,
-)
+from dask_preprocess.aggregate import AGGREGATE_TASK_ROWS, chunks
+from dask_preprocess.dedupe import BUCKET_TASK_ROWS, bucket_groups
+from dask_preprocess.raw import pieces, row_group_sizes
 from storage import Lake
 
 
@@ -34,26 +29,26 @@ def _raw_file(tmp_path, groups: list[int]) -> tuple[Lake, str]:
 def test_pieces_are_a_multiple_of_the_workers_and_cover_every_row_group(tmp_path) -> None:
     lake, path = _raw_file(tmp_path, [1_000] * 30)
     for slots in (1, 2, 3, 4):
-        pieces = _pieces(_row_group_sizes(lake, [path]), slots)
-        assert len(pieces) == slots
-        groups = [g for _, _, gs in pieces for g in gs]
+        cut = pieces(row_group_sizes(lake, [path]), slots)
+        assert len(cut) == slots
+        groups = [g for _, _, gs in cut for g in gs]
         assert groups == list(range(30))  # every row group once, in order
-        sizes = [len(gs) for _, _, gs in pieces]
+        sizes = [len(gs) for _, _, gs in cut]
         assert max(sizes) - min(sizes) <= 1
 
 
 def test_aggregation_chunks_are_contiguous_and_bounded() -> None:
     days = list(range(365))
     # 10 million rows spread over the year: each task gets about AGGREGATE_TASK_ROWS rows.
-    chunks = _chunks(days, [(0, 364, 10_000_000)], 1.0, 4)
-    assert [d for c in chunks for d in c] == days
+    large = chunks(days, [(0, 364, 10_000_000)], 1.0, 4)
+    assert [d for c in large for d in c] == days
     per_day = 10_000_000 / 365
-    assert max(len(c) for c in chunks) * per_day <= AGGREGATE_TASK_ROWS * 1.1
+    assert max(len(c) for c in large) * per_day <= AGGREGATE_TASK_ROWS * 1.1
     # Small data: at least one chunk per worker slot, never empty chunks.
-    small = _chunks(days, [(0, 364, 10_000)], 1.0, 4)
+    small = chunks(days, [(0, 364, 10_000)], 1.0, 4)
     assert len(small) == 4 and all(small)
-    assert _chunks([7], [], 1.0, 4) == [[7]]
-    assert _chunks([], [(0, 1, 5)], 1.0, 4) == []
+    assert chunks([7], [], 1.0, 4) == [[7]]
+    assert chunks([], [(0, 1, 5)], 1.0, 4) == []
 
 
 def test_bucket_tasks_group_small_work_and_split_large_work() -> None:
@@ -61,7 +56,7 @@ def test_bucket_tasks_group_small_work_and_split_large_work() -> None:
     no_changed = pd.DataFrame({"h": pd.Series(dtype="int32"), "n": pd.Series(dtype="int64")})
 
     def groups(staged: int, changed: pd.DataFrame = no_changed, slots: int = 2) -> list:
-        return _bucket_groups(
+        return bucket_groups(
             hs, staged_rows=staged, n_buckets=32, changed_rows=changed, slots=slots
         )
 
@@ -83,7 +78,7 @@ def test_bucket_tasks_group_small_work_and_split_large_work() -> None:
     assert [h for g in heavy for h in g] == hs
     assert not any(3 in g and 4 in g for g in heavy)
     assert all(len(g) <= 4 for g in heavy if 3 in g or 4 in g)
-    assert _bucket_groups([], staged_rows=0, n_buckets=32, changed_rows=no_changed, slots=2) == []
-    assert _bucket_groups([5], staged_rows=0, n_buckets=32, changed_rows=no_changed, slots=2) == [
+    assert bucket_groups([], staged_rows=0, n_buckets=32, changed_rows=no_changed, slots=2) == []
+    assert bucket_groups([5], staged_rows=0, n_buckets=32, changed_rows=no_changed, slots=2) == [
         [5]
     ]
