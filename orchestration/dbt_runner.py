@@ -394,8 +394,11 @@ class _NodeTasks:
         level = _LEVELS.get(event.info.level, logging.ERROR)
         if info is None:
             if message and level > logging.DEBUG:
-                # dbt's own progress lines: the run's debug log; warnings and errors as such.
-                level = logging.DEBUG if level == logging.INFO else level
+                # dbt's own lines: the run's log (its warnings at INFO: the summary names warned
+                # nodes once); errors as such.
+                level = {logging.INFO: logging.DEBUG, logging.WARNING: logging.INFO}.get(
+                    level, level
+                )
                 self._call(self.flow_log.log, level, "dbt: %s", message)
             return
         uid = info.unique_id
@@ -449,7 +452,9 @@ async def _run_node(unique_id: str, finished: asyncio.Future[_NodeOutcome]) -> s
     outcome = await finished
     log = get_run_logger()
     for level, message in outcome.lines:
-        log.log(level, "%s", message)
+        # A warned node's lines are news for its task run, not for the terminal: the run's
+        # summary names each warned node once (orchestration/transform.py).
+        log.log(logging.INFO if level == logging.WARNING else level, "%s", message)
     if outcome.status in FAILED_STATUSES:
         said = outcome.lines[-1][1] if outcome.lines else "no message"
         raise DbtNodeFailed(f"{unique_id} ended with status {outcome.status}: {said}")

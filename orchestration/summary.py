@@ -97,12 +97,12 @@ class RunSummary:
         duplicate ratio, and its sales files that failed (unless the extract named them)."""
         self.buckets = _counts(result.totals)
         self.quarantined_by_reason = _counts(result.quarantined_by_reason)
-        stage.rows = dict(self.buckets)
         self.preprocess_steps = dict(result.step_seconds)
         self.files = [dataclasses.asdict(quality) for quality in result.file_quality]
+        processed = set(result.files_processed)
+        stage.rows = _this_run(result.file_quality, processed)  # the totals: self.buckets
         if not result.did_work:
             stage.detail = "nothing new"
-        processed = set(result.files_processed)
         for quality in result.file_quality:
             if quality.file_name not in processed:
                 continue  # alerts are about this run's deliveries, not the history
@@ -183,7 +183,8 @@ class RunSummary:
         if self.buckets:
             lines += [
                 "",
-                "Sales rows by bucket: " + ", ".join(f"{k} {v:,}" for k, v in self.buckets.items()),
+                "Sales rows in all, every delivery so far: "
+                + ", ".join(f"{k} {v:,}" for k, v in self.buckets.items()),
             ]
         if self.quarantined_by_reason:
             lines.append(
@@ -210,6 +211,15 @@ class RunSummary:
         if self.report_url:
             lines += ["", f"Report: `{self.report_url}`"]
         return "\n".join(lines)
+
+
+def _this_run(qualities: list[Any], processed: set[str]) -> dict[str, int]:
+    """The rows of the files a run (re)processed, by bucket: what this run did."""
+    names = ("rows_in", "rows_valid", "rows_duplicate", "rows_superseded", "rows_quarantined")
+    mine = [quality for quality in qualities if quality.file_name in processed]
+    if not mine:
+        return {}
+    return {"files": len(mine)} | {name: int(sum(getattr(q, name) for q in mine)) for name in names}
 
 
 def one_line(text: str, width: int = 300) -> str:

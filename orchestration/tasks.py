@@ -10,7 +10,6 @@ seconds (dlt, Dask), and ``elt --help`` or a deployment's registration need none
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -84,8 +83,8 @@ def preprocess(settings: Settings, storage_options: dict[str, Any]) -> Preproces
         scheduler_address=settings.dask_scheduler_address,
         n_workers=settings.dask_workers,
         processes=settings.dask_processes,
-        # Dask's text progress bars in a terminal; log lines only in logs and CI.
-        show_progress=sys.stdout.isatty(),
+        duplicate_alert_ratio=settings.duplicate_alert_ratio,
+        show_progress=False,  # the terminal shows the stage's own line (orchestration/console)
     )
 
 
