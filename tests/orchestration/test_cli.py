@@ -25,6 +25,13 @@ COMMANDS = [
     ["serve"],
     ["docs"],
     ["dbt"],
+    ["check"],
+    ["status"],
+    ["replay"],
+    ["quarantine"],
+    ["quarantine", "list"],
+    ["quarantine", "show"],
+    ["quarantine", "export"],
     ["metabase"],
     ["metabase", "provision"],
     ["metabase", "sync"],
@@ -84,17 +91,55 @@ def test_run_exits_non_zero_when_the_run_fails(
         raise ValueError("injected failure of the extract stage")
 
     monkeypatch.setattr(ingestion, "extract_to_lake", broken)
+    (tmp_path / "drop" / "sales").mkdir(parents=True)
     orphan, decoy = _orphaned_temporary_prefect_server(), _a_live_look_alike()
     try:
-        result = runner.invoke(app, ["run", "--source", str(tmp_path / "nowhere")])
+        result = runner.invoke(app, ["run", "--source", str(tmp_path / "drop")])
         assert result.exit_code == 1
-        assert "The run failed" in result.output
+        assert "The run failed: " in result.output
+        said = result.output.split("The run failed: ", 1)[1].splitlines()
+        assert "injected failure of the extract stage" in said[0]
+        assert "Traceback" not in result.output  # the traceback is in the log file
+        log = next((tmp_path / "data" / "logs").glob("elt-run-*.log")).read_text()
+        assert "Traceback" in log and "injected failure of the extract stage" in log
         # The temporary server a killed run left behind was stopped; a live one was not.
         assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie"
         assert decoy.poll() is None
     finally:
         decoy.kill()
         decoy.wait()
+
+
+def test_run_on_a_source_that_is_not_there_exits_2_in_one_line_and_writes_nothing(
+    elt_env, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["run", "--source", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"--source={tmp_path / 'nowhere'}: does not exist: point it at the retailer's drop "
+        "(a folder with sales/, ...)"
+    )
+    assert not (tmp_path / "lake").exists() and not (tmp_path / "warehouse.duckdb").exists()
+
+
+def test_a_wrong_setting_or_argument_is_one_line_and_exit_2(elt_env) -> None:
+    elt_env(ELT_TARGET="postgress")
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "ELT_TARGET='postgress': Input should be 'duckdb' or 'postgres'"
+    elt_env(ELT_TARGET="duckdb")
+    result = runner.invoke(app, ["generate", "--scale", "foo"])
+    assert result.exit_code == 2 and "Invalid value for '--scale'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_help_reads_like_a_kept_cli() -> None:
+    for command in COMMANDS:
+        text = runner.invoke(app, [*command, "--help"], terminal_width=100).output
+        assert "<bool>" not in text and "<str>" not in text and "<int>" not in text, command
+    listing = runner.invoke(app, ["--help"], terminal_width=100).output
+    commands = listing.split("Commands:", 1)[1]
+    assert "..." not in commands  # every command's summary fits
 
 
 def _orphaned_temporary_prefect_server() -> int:
