@@ -151,6 +151,9 @@ def replay(
     yes: Annotated[
         bool, typer.Option("--yes", help="Replace the warehouse's schemas when they exist.")
     ] = False,
+    skip_publish: Annotated[
+        bool, typer.Option("--skip-publish", help="Write no CSV report; do not sync Metabase.")
+    ] = False,
 ) -> None:
     """Rebuild the warehouse from the lake.
 
@@ -170,4 +173,4 @@ def replay(
         raise typer.Exit(2) from None
     if said:
         typer.echo(said, err=True)
-    run_flow(read_source=False, command="replay")
+    run_flow(read_source=False, skip_publish=skip_publish, command="replay")
