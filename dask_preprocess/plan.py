@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from distributed import Client
 
-from contract.lake import RAW_SALES, is_of_completed_load
+from contract.lake import PARTITIONED_TABLES, PREPROCESSED, RAW_SALES, is_of_completed_load
+from dask_preprocess.arrays import date_to_days
 from dask_preprocess.cluster import gather
 from dask_preprocess.raw import (
     VERSION_DTYPES,
@@ -145,3 +147,18 @@ def read_versions(
         versions_of_piece, pieces, args=(lake_url, storage_options), meta=VERSIONS_META
     )
     return versions_per_file(gather(client, client.compute(versions), show_progress))
+
+
+def partitions_between(lake: Lake, first: date, last: date) -> dict[str, set[int]]:
+    """The existing partitions of the aggregates in a range of sale dates (``elt backfill``):
+    the sale dates from ``first`` to ``last`` and the months they overlap, as day numbers."""
+    found: dict[str, set[int]] = {}
+    for table, column in PARTITIONED_TABLES.items():
+        low = first if column == "sale_date" else first.replace(day=1)
+        values = set()
+        for name in lake.list_dirs(f"{PREPROCESSED}/{table}"):
+            key, _, value = name.partition("=")
+            if key == column and low <= date.fromisoformat(value) <= last:
+                values.add(date_to_days(date.fromisoformat(value)))
+        found[column] = values
+    return found

@@ -21,14 +21,20 @@ the driver):
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from contract.lake import FILE_QUALITY
 from contract.sales import DUPLICATE_ALERT_RATIO
 from dask_preprocess.aggregate import aggregate, live_files
 from dask_preprocess.cluster import dask_client, worker_slots
 from dask_preprocess.dedupe import deduplicate
-from dask_preprocess.plan import changed_versions, find_inputs, is_up_to_date, read_versions
+from dask_preprocess.plan import (
+    changed_versions,
+    find_inputs,
+    is_up_to_date,
+    partitions_between,
+    read_versions,
+)
 from dask_preprocess.quality import (
     file_quality,
     file_quality_table,
@@ -63,6 +69,7 @@ def preprocess_sales(
     max_label_ratio: float = COMPACT_LABELS,
     processes: bool = False,
     duplicate_alert_ratio: float = DUPLICATE_ALERT_RATIO,
+    recompute: tuple[date, date] | None = None,
 ) -> PreprocessResult:
     """Validate, de-duplicate and pre-aggregate the new sales in the lake.
 
@@ -96,6 +103,9 @@ def preprocess_sales(
             ``scheduler_address``.
         duplicate_alert_ratio: A file whose duplicate rows are more than this share of its
             rows raises the alert (``FileQuality.is_alert``).
+        recompute: A range of sale dates (first, last) whose existing partitions (and the
+            months they overlap) are aggregated again from the state, new input or not
+            (``elt backfill``).
 
     Returns:
         The per-file quality rows, totals per bucket, quarantine counts by reason, the affected
@@ -111,10 +121,13 @@ def preprocess_sales(
 
     # 1. Plan
     inputs = find_inputs(lake, state.consumed)
-    if is_up_to_date(inputs, state.files):
+    again = partitions_between(lake, *recompute) if recompute else {}
+    if is_up_to_date(inputs, state.files) and not any(again.values()):
         logger.info("Nothing new in the lake: no work to do")
         return summarize(file_quality(state.files, state.counts, duplicate_alert_ratio), laps)
     run = store.begin()
+    for column, values in again.items():  # aggregated again from the state, as dirty ones
+        run.dirty[column] = run.dirty.get(column, set()) | values
     computed_at = datetime.now(UTC)
     laps.lap("plan")
     with dask_client(scheduler_address, n_workers=n_workers, processes=processes) as client:

@@ -233,6 +233,7 @@ def run_flow(
     full_refresh: bool = False,
     skip_publish: bool = False,
     read_source: bool = True,
+    recompute: tuple[dt.date, dt.date] | None = None,
     summary_json: str | None = None,
     command: str = "run",
 ) -> None:
@@ -257,6 +258,8 @@ def run_flow(
         full_refresh=full_refresh,
         skip_publish=skip_publish,
         read_source=read_source,
+        recompute_from=recompute[0] if recompute else None,
+        recompute_to=recompute[1] if recompute else None,
         return_state=True,
     )
     summary = state.result(raise_on_failure=False)

@@ -13,6 +13,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger, runtime
@@ -56,6 +57,8 @@ def retail_elt(
     full_refresh: bool = False,
     skip_publish: bool = False,
     read_source: bool = True,
+    recompute_from: dt.date | None = None,
+    recompute_to: dt.date | None = None,
 ) -> RunSummary:
     """Run the whole way once: extract, preprocess, load, transform, publish.
 
@@ -64,11 +67,21 @@ def retail_elt(
         full_refresh: rebuild incremental dbt models from scratch.
         skip_publish: do not write the report or sync Metabase.
         read_source: False to skip the extract and rebuild from the lake alone (``elt
-            replay``: the drop is not read, nor needed).
+            replay``, ``elt backfill``: the drop is not read, nor needed).
+        recompute_from: with ``recompute_to``, a range of sale dates whose aggregates are
+            recomputed from the lake, new data or not (``elt backfill``).
+        recompute_to: the range's last date.
 
     Returns:
         The run's summary (also published as Prefect artifacts).
     """
+    run = RunOptions(
+        source_url=source_url,
+        full_refresh=full_refresh,
+        skip_publish=skip_publish,
+        read_source=read_source,
+        recompute=(recompute_from, recompute_to or recompute_from) if recompute_from else None,
+    )
     settings = get_settings()
     options = settings.storage_options()
     started_at = dt.datetime.now(dt.UTC)
@@ -83,15 +96,24 @@ def retail_elt(
                 target=settings.target,
             )
             try:
-                return _run_under_lock(
-                    summary, settings, options, full_refresh, skip_publish, read_source
-                )
+                return _run_under_lock(summary, settings, options, run)
             finally:
                 _record(summary, settings, options, started_at)
     except (RunLocked, preflight.PreflightFailed) as exc:
         # Nothing was done: a failed run with one line (no traceback, no summary).
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run was asked to do, beyond the settings (the flow's parameters)."""
+
+    source_url: str | None = None
+    full_refresh: bool = False
+    skip_publish: bool = False
+    read_source: bool = True
+    recompute: tuple[dt.date, dt.date] | None = None
 
 
 def _record(
@@ -112,12 +134,7 @@ def _record(
 
 
 def _run_under_lock(
-    summary: RunSummary,
-    settings: Settings,
-    options: dict[str, Any],
-    full_refresh: bool,
-    skip_publish: bool,
-    read_source: bool,
+    summary: RunSummary, settings: Settings, options: dict[str, Any], run: RunOptions
 ) -> RunSummary:
     """The stages in a dlt working folder of this run's own, then what every run leaves."""
     from ingestion.pipelines import pipelines_working_dir
@@ -132,10 +149,7 @@ def _run_under_lock(
                 "Never do this with real customers' data."
             )
         with pipelines_working_dir(None) as pipelines_dir:
-            _run_stages(
-                summary, settings, options, pii_key, pipelines_dir, full_refresh,
-                skip_publish, read_source,
-            )  # fmt: skip
+            _run_stages(summary, settings, options, pii_key, pipelines_dir, run)
         summary.success = True
     except BaseException as exc:
         summary.error = f"{type(exc).__name__}: {exc}"[:4000]
@@ -153,32 +167,30 @@ def _run_stages(
     options: dict[str, Any],
     pii_key: str,
     pipelines_dir: str,
-    full_refresh: bool,
-    skip_publish: bool,
-    read_source: bool,
+    run: RunOptions,
 ) -> None:
     """The run's story: each stage in turn, its typed result recorded in the summary."""
     with _timed(summary, "extract") as stage:
-        if read_source:
+        if run.read_source:
             extracted = extract(settings, summary.source_url, pii_key, options, pipelines_dir)
             summary.record_extract(stage, extracted)
         else:
             stage.status = "skipped"
     with _timed(summary, "preprocess") as stage:
-        preprocessed = preprocess(settings, options)
+        preprocessed = preprocess(settings, options, run.recompute)
         summary.record_preprocess(stage, preprocessed, settings.duplicate_alert_ratio)
     with _timed(summary, "load") as stage:
         summary.record_load(stage, load(settings, options, pipelines_dir))
     with _timed(summary, "transform") as stage:
         try:
-            transformed = transform(settings, full_refresh=full_refresh)
+            transformed = transform(settings, full_refresh=run.full_refresh)
         except DbtBuildFailed as failed:
             summary.record_build(stage, failed.result, failed.plan)
             raise
         summary.record_build(stage, transformed.build, transformed.plan)
         summary.record_freshness(transformed.freshness)
     with _timed(summary, "publish") as stage:
-        if skip_publish:
+        if run.skip_publish:
             stage.status = "skipped"
         else:
             summary.record_publish(stage, publish(settings, options))

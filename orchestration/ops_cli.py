@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
     app.command()(status)
     app.add_typer(quarantine_app, name="quarantine")
     app.command()(replay)
+    app.command()(backfill)
 
 
 def check() -> None:
@@ -174,3 +175,34 @@ def replay(
     if said:
         typer.echo(said, err=True)
     run_flow(read_source=False, skip_publish=skip_publish, command="replay")
+
+
+def backfill(
+    first: Annotated[
+        dt.datetime,
+        typer.Option("--from", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="First sale date."),
+    ],
+    last: Annotated[
+        dt.datetime,
+        typer.Option("--to", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last sale date."),
+    ],
+    skip_publish: Annotated[
+        bool, typer.Option("--skip-publish", help="Write no CSV report; do not sync Metabase.")
+    ] = False,
+) -> None:
+    """Recompute a range of sale dates from the lake.
+
+    The Dask stage aggregates the range's dates (and the months they overlap) again from its
+    state, the load replaces those partitions, and dbt rebuilds what they reach. The drop is not
+    read. For aggregates damaged or wrongly computed in the lake or the warehouse.
+    """
+    from orchestration.cli import run_flow
+
+    if last < first:
+        raise typer.BadParameter("--to is before --from", param_hint="--to")
+    run_flow(
+        read_source=False,
+        skip_publish=skip_publish,
+        recompute=(first.date(), last.date()),
+        command="backfill",
+    )

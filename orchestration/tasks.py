@@ -10,6 +10,7 @@ seconds (dlt, Dask), and ``elt --help`` or a deployment's registration need none
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -72,8 +73,13 @@ def extract(
     retry_delay_seconds=15,
     timeout_seconds=4 * 3600,
 )
-def preprocess(settings: Settings, storage_options: dict[str, Any]) -> PreprocessResult:
-    """Sort every sales row into its bucket and pre-aggregate the valid sales (Dask)."""
+def preprocess(
+    settings: Settings,
+    storage_options: dict[str, Any],
+    recompute: tuple[dt.date, dt.date] | None = None,
+) -> PreprocessResult:
+    """Sort every sales row into its bucket and pre-aggregate the valid sales (Dask); with
+    ``recompute``, aggregate that range of sale dates again from the stage's state."""
     from dask_preprocess import preprocess_sales
 
     return preprocess_sales(
@@ -84,6 +90,7 @@ def preprocess(settings: Settings, storage_options: dict[str, Any]) -> Preproces
         n_workers=settings.dask_workers,
         processes=settings.dask_processes,
         duplicate_alert_ratio=settings.duplicate_alert_ratio,
+        recompute=recompute,
         show_progress=False,  # the terminal shows the stage's own line (orchestration/console)
     )
 

@@ -505,6 +505,30 @@ def test_a_run_that_failed_after_writing_partitions_is_aggregated_again(
     assert _outputs(tmp_path) == _scratch_outputs(tmp_path, dask_address)
 
 
+def test_a_range_of_sale_dates_is_recomputed_from_the_state_on_demand(
+    tmp_path: Path, dask_address: str
+) -> None:
+    """``elt backfill``: partitions damaged by hand are aggregated again from the state, with
+    nothing new delivered; partitions outside the range are not touched."""
+    lake = LakeBuilder(str(tmp_path))
+    lake.deliver("sales/sales_2026-01-11.csv", [*_day(10, 0, 12), *_day(11, 100, 12)])
+    run(tmp_path, dask_address)
+    good = _outputs(tmp_path)
+    damaged = tmp_path / "preprocessed/daily_sales/sale_date=2026-01-11/part-0.parquet"
+    table = pq.read_table(damaged)
+    pq.write_table(table.slice(0, 1), damaged)  # rows lost
+    outside = tmp_path / "preprocessed/daily_sales/sale_date=2026-01-10/part-0.parquet"
+    touched = outside.stat().st_mtime_ns
+    assert run(tmp_path, dask_address).did_work is False  # nothing new: not repaired
+    result = run(tmp_path, dask_address, recompute=(date(2026, 1, 11), date(2026, 1, 31)))
+    assert result.did_work and [d.day for d in result.affected_sale_dates] == [11]
+    assert [m.month for m in result.affected_sale_months] == [1]
+    assert result.partitions_updated == 0  # aggregated from the state, not by difference
+    assert _outputs(tmp_path) == good
+    assert outside.stat().st_mtime_ns == touched
+    assert result.totals == run(tmp_path, dask_address).totals  # and then nothing to do
+
+
 def test_updated_sums_equal_a_grouping_of_everything() -> None:
     """A month's written sums plus a day's changes: only the rows a change may touch are
     grouped again, with the same result as grouping every row (nulls are one group, a row

@@ -1,4 +1,4 @@
-"""Operating it week after week: ``elt status``, ``elt quarantine``, ``elt replay``.
+"""Operating it week after week: ``elt status``, ``quarantine``, ``backfill``, ``replay``.
 
 One real run on a small drop with every dirty case and one unreadable file; then what an
 operator looks at, and the disaster-recovery path: the drop gone, the warehouse replaced,
@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -98,6 +99,18 @@ def test_status_quarantine_and_replay_without_the_source(elt_env, tmp_path: Path
     assert "0 whole files quarantined" in one_day.output
     assert "sales/sales_2026-01-03" not in one_day.output
 
+    # elt backfill: a date's aggregate damaged in the lake reached the marts; recomputed
+    damaged = tmp_path / "lake/preprocessed/daily_sales/sale_date=2026-01-03/part-0.parquet"
+    pq.write_table(pq.read_table(damaged).slice(0, 1), damaged)
+    broken = runner.invoke(app, ["run", "--skip-publish"])
+    assert broken.exit_code == 1  # dbt's reconciliation tests catch it: the run fails
+    assert "The run failed: " in broken.output and "totals_reconcile" in broken.output
+    backfilled = runner.invoke(
+        app, ["backfill", "--from", "2026-01-03", "--to", "2026-01-03", "--skip-publish"]
+    )
+    assert backfilled.exit_code == 0, backfilled.output[-3000:]
+    _assert_marts_match_manifest("duckdb", where, manifest)
+
     # elt replay: the drop is gone; the warehouse is rebuilt from the lake alone
     before = _marts(where)
     shutil.rmtree(drop)
@@ -108,4 +121,5 @@ def test_status_quarantine_and_replay_without_the_source(elt_env, tmp_path: Path
     assert _marts(where) == before
     _assert_marts_match_manifest("duckdb", where, manifest)
     assert "not read" in replayed.output  # the extract: skipped
-    assert runner.invoke(app, ["status"]).output.count("  succeeded") == 2
+    shown = runner.invoke(app, ["status", "--runs", "9"]).output
+    assert shown.count("  succeeded") == 3 and shown.count("  failed") == 1
