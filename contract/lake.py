@@ -37,6 +37,9 @@ REPORTS = "reports"
 #: One record per run (its summary, outcome and times), read by ``elt status``.
 RUNS = "runs"
 
+#: Copies of the warehouse (``elt backup``): ``backups/<target>/<UTC stamp>/``.
+BACKUPS = "backups"
+
 # dlt's filesystem destination names a data file ``<load_id>.<file_id>...`` and records a
 # completed load as ``<schema>__<load_id>.jsonl`` in ``_dlt_loads`` (its layout setting
 # ``{load_id}.{file_id}.{ext}`` and the loads table, both public).

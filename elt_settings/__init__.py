@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     max_record_kb: int = Field(64, alias="ELT_MAX_RECORD_KB", ge=1)
     run_lock_wait_seconds: float = Field(0, alias="ELT_RUN_LOCK_WAIT_SECONDS", ge=0)
     log_dir: str = Field("./data/logs", alias="ELT_LOG_DIR")
+    backup_keep: int = Field(7, alias="ELT_BACKUP_KEEP", ge=1)
     schedule_cron: str = Field("45 12 * * 2", alias="ELT_SCHEDULE_CRON")
     schedule_timezone: str = Field("Europe/Moscow", alias="ELT_SCHEDULE_TIMEZONE")
 

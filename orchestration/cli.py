@@ -401,9 +401,11 @@ def metabase_sync() -> None:
 
 
 def _register_operations() -> None:
-    from orchestration import ops_cli
+    from orchestration import backup_cli, ops_cli
 
     ops_cli.register(app)
+    app.command("backup")(backup_cli.backup)
+    app.command("restore")(backup_cli.restore)
 
 
 _register_operations()
