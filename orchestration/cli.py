@@ -247,6 +247,11 @@ def run_flow(
     except preflight.PreflightFailed as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
+    first_run_of_its_kind = not read_source or recompute is not None or full_refresh
+    if not first_run_of_its_kind and _nothing_new(
+        settings, source_url or settings.source_url, summary_json
+    ):
+        return
     log_path = open_log_file(settings.log_dir, command)
     from orchestration.flow import retail_elt
     from orchestration.leftovers import stop_orphaned_prefect_servers
@@ -279,6 +284,52 @@ def run_flow(
     typer.secho(f"\nThe run failed: {message}", fg="red", err=True)
     typer.echo(f"log: {log_path}", err=True)
     raise typer.Exit(1)
+
+
+def _nothing_new(settings: Settings, source_url: str, summary_json: str | None) -> bool:
+    """When nothing changed since the last successful run: record a run that did nothing,
+    say so (and whether the drop is stale), and return True (:mod:`.nothing_new`)."""
+    import json
+    from pathlib import Path
+
+    from orchestration import nothing_new
+    from orchestration.alerts import Alert, send_alert
+    from orchestration.run_history import last_runs, record_run
+    from orchestration.run_lock import RunLocked, lake_lock
+    from orchestration.summary import FLOW_NAME, RunSummary, StageReport
+
+    started = dt.datetime.now(dt.UTC)
+    options = settings.storage_options()
+    last = next(iter(last_runs(settings.lake_url, options, 1)), None)
+    fingerprint = nothing_new.unchanged_since(settings, source_url, last)
+    if last is None or fingerprint is None:
+        return False
+    stages = ("extract", "preprocess", "load", "transform", "publish")
+    summary = RunSummary(source_url, settings.lake_url, settings.target, success=True)
+    summary.stages = [StageReport(name, "skipped", detail="nothing new") for name in stages]
+    quiet_days = (started.timestamp() - fingerprint["newest_file_at"]) / 86400
+    if quiet_days > settings.freshness_warn_days:
+        summary.stale_sources = [f"the drop's newest file is {quiet_days:.0f} days old"]
+    try:
+        with lake_lock(settings.lake_url, options, "elt run (nothing new)"):
+            record_run(settings.lake_url, options, started_at=started,
+                       finished_at=dt.datetime.now(dt.UTC), outcome="succeeded",
+                       summary=summary.to_json_dict(), fingerprint=fingerprint)  # fmt: skip
+    except RunLocked:
+        return False  # another run is at work: the flow waits for it or says so
+    if summary.stale_sources:
+        title = f"{FLOW_NAME}: no new delivery for more than {settings.freshness_warn_days} days"
+        send_alert(Alert(title=title, details=summary.stale_sources[0]), settings.alert_webhook_url)
+    if summary_json:
+        Path(summary_json).write_text(json.dumps(summary.to_json_dict(), indent=2), "utf-8")
+    when = last.started_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    typer.echo(
+        f"Nothing new since the run of {when}: the drop, the dbt project, the settings and the "
+        "warehouse are as it left them; no stage ran (`elt run --full-refresh` runs them all).",
+        err=True,
+    )
+    typer.echo("\n" + summary.to_markdown())
+    return True
 
 
 @app.command()

@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger, runtime
 from prefect.states import Failed
 
 from elt_settings import Settings, get_settings
-from orchestration import preflight
+from orchestration import nothing_new, preflight
 from orchestration.alerts import Alert, first_lines, send_alert
 from orchestration.artifacts import publish_run_artifacts
 from orchestration.console import stage_event
@@ -95,10 +95,15 @@ def retail_elt(
                 lake_url=settings.lake_url,
                 target=settings.target,
             )
+            fingerprint = None  # what this run ran on, for the next run's nothing-new check
+            if run.read_source and run.recompute is None:
+                fingerprint = nothing_new.fingerprint_before(settings, summary.source_url)
             try:
                 return _run_under_lock(summary, settings, options, run)
             finally:
-                _record(summary, settings, options, started_at)
+                if fingerprint is not None and summary.success:
+                    fingerprint = nothing_new.after_success(settings, fingerprint)
+                _record(summary, settings, options, started_at, fingerprint)
     except (RunLocked, preflight.PreflightFailed) as exc:
         # Nothing was done: a failed run with one line (no traceback, no summary).
         get_run_logger().error("%s", exc)
@@ -117,7 +122,11 @@ class RunOptions:
 
 
 def _record(
-    summary: RunSummary, settings: Settings, options: dict[str, Any], started_at: dt.datetime
+    summary: RunSummary,
+    settings: Settings,
+    options: dict[str, Any],
+    started_at: dt.datetime,
+    fingerprint: dict[str, Any] | None,
 ) -> None:
     """The run's record in the lake (``elt status``); a failure to write it is only logged."""
     try:
@@ -128,6 +137,7 @@ def _record(
             finished_at=dt.datetime.now(dt.UTC),
             outcome="succeeded" if summary.success else "failed",
             summary=summary.to_json_dict(),
+            fingerprint=fingerprint if summary.success else None,
         )
     except OSError as exc:
         get_run_logger().warning("the run's record could not be written to the lake: %s", exc)

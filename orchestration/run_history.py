@@ -26,11 +26,13 @@ class RunRecord:
     """``succeeded``, ``failed`` or ``did not start`` (a check or the run lock stopped it)."""
     summary: dict[str, Any]
     """The run's summary (``elt run --summary-json``'s document), empty when it did not start."""
+    fingerprint: dict[str, Any] | None = None
+    """What a successful ``elt run`` ran on (:mod:`orchestration.nothing_new`)."""
 
     def line(self) -> str:
         """One line: when, outcome, duration, and what the run moved or why it failed."""
         when = self.started_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        what = self.summary.get("error") or _moved(self.summary)
+        what = self.summary.get("error") or _moved(self.summary) or "nothing new"
         return f"{when}  {self.outcome:<9} {self.seconds:7.1f} s  {what}".rstrip()
 
 
@@ -55,6 +57,7 @@ def record_run(
     finished_at: dt.datetime,
     outcome: str,
     summary: dict[str, Any] | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> str:
     """Write one run's record; its path relative to the lake root."""
     stamp = started_at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -66,6 +69,7 @@ def record_run(
             "seconds": round((finished_at - started_at).total_seconds(), 3),
             "outcome": outcome,
             "summary": summary or {},
+            "fingerprint": fingerprint,
         },
     )
     return rel
@@ -84,6 +88,7 @@ def last_runs(lake_url: str, storage_options: dict[str, Any] | None, n: int = 5)
                 seconds=float(doc["seconds"]),
                 outcome=str(doc["outcome"]),
                 summary=dict(doc.get("summary") or {}),
+                fingerprint=doc.get("fingerprint"),
             )
         )
     return records

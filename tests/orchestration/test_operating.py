@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -71,11 +72,19 @@ def test_status_quarantine_and_replay_without_the_source(elt_env, tmp_path: Path
     assert first.exit_code == 0, first.output[-3000:]
     _assert_marts_match_manifest("duckdb", where, manifest)
 
-    # elt status: the run, what is loaded, the failed file and the quarantined rows
+    # nothing new: no stage runs, Prefect does not even start
+    started = time.monotonic()
+    again = runner.invoke(app, ["run", "--skip-publish"])
+    assert again.exit_code == 0, again.output[-3000:]
+    assert "Nothing new since the run of" in again.output
+    assert "| transform | skipped | 0.0 | nothing new |" in again.output
+    assert time.monotonic() - started < 10
+
+    # elt status: the runs, what is loaded, the failed file and the quarantined rows
     status = runner.invoke(app, ["status"])
     assert status.exit_code == 0, status.output
     quarantined = manifest["totals"]["rows_quarantined"]
-    assert "  succeeded" in status.output
+    assert status.output.count("  succeeded") == 2
     assert "deliveries up to 2026-01-04" in status.output
     assert "4 delivered: 1 failed, " in status.output
     assert f"({quarantined:,} rows;" in status.output
@@ -122,4 +131,5 @@ def test_status_quarantine_and_replay_without_the_source(elt_env, tmp_path: Path
     _assert_marts_match_manifest("duckdb", where, manifest)
     assert "not read" in replayed.output  # the extract: skipped
     shown = runner.invoke(app, ["status", "--runs", "9"]).output
-    assert shown.count("  succeeded") == 3 and shown.count("  failed") == 1
+    assert shown.count("  succeeded") == 4 and shown.count("  failed") == 1
+    assert shown.count("  nothing new") == 1

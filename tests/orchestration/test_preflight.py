@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -123,3 +124,23 @@ def test_a_prefect_api_that_does_not_answer_is_named(
     monkeypatch.setenv("PREFECT_API_URL", url)
     line = _failed(settings)
     assert line.startswith(f"PREFECT_API_URL={url}: no Prefect server answers")
+
+
+def test_the_nothing_new_fingerprint_sees_a_changed_model_or_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestration.dbt_runner import DBT_PROJECT_DIR
+    from orchestration.nothing_new import project_fingerprint
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR / "models", project / "models")
+    (project / "dbt_project.yml").write_text((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    settings = _settings(tmp_path, monkeypatch)
+    before = project_fingerprint(settings, project)
+    assert project_fingerprint(settings, project) == before
+    model = next((project / "models").rglob("*.sql"))
+    model.write_text(model.read_text() + "\n-- edited by hand\n")
+    edited = project_fingerprint(settings, project)
+    assert edited != before
+    other = _settings(tmp_path, monkeypatch, ELT_DUPLICATE_ALERT_RATIO="0.3")
+    assert project_fingerprint(other, project) != edited
