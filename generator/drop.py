@@ -78,6 +78,8 @@ def generate_drop(
 ) -> dict:
     """Generate a retailer drop and the manifest of its truth.
 
+    (Long for its arguments and their checks; the generation itself is `_run`.)
+
     The same arguments always give byte-identical files; files whose bytes would not change
     are not rewritten (so their modification time stays). Regenerating into an earlier
     generated drop removes its files that the new generation does not have.

@@ -311,6 +311,9 @@ class Customers:
     def records(self, lines: list[tuple[int, int]], day: int | None) -> list[dict]:
         """Customer JSON objects (field order fixed; null or missing fields as delivered).
 
+        (Long because it spells out every field of the contract's customer document, with
+        its dirty variants, in the order they are delivered.)
+
         Args:
             lines: (customer index, version) pairs.
             day: The delivery day (sets `updated_at`); None for the version's own day.
