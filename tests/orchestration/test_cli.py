@@ -211,3 +211,38 @@ def test_run_with_source_runs_the_whole_flow(elt_env, tmp_path: Path) -> None:
     assert rebuilt.exit_code == 0, rebuilt.output
     broken = runner.invoke(app, ["dbt", "run", "--select", "no_such_model_anywhere", "--vars"])
     assert broken.exit_code == 2, broken.output
+
+
+def test_a_server_child_stops_with_its_parent_on_sigterm(tmp_path: Path) -> None:
+    """``elt docs`` runs ``dbt docs serve`` through ``run_until_stopped``: SIGTERM to the parent
+    (a service manager, ``kill``) stops the child too, and its port is free again."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.services import free_port
+
+    port = free_port()
+    serve = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from orchestration.child import run_until_stopped; "
+            f"sys.exit(run_until_stopped({serve!r}, env=dict(os.environ), cwd={str(tmp_path)!r}))",
+        ]
+    )
+
+    def answers() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    deadline = time.monotonic() + 60
+    while not answers():
+        assert time.monotonic() < deadline and parent.poll() is None, "the server never started"
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=20) == 130
+    assert not answers()
