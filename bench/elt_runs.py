@@ -175,7 +175,10 @@ def measure_elt_run(
             "parts": {name: s["duration_s"] for name, s in stages.items()},
             "stage_rows": {name: s["rows"] for name, s in stages.items()},
             "preprocess_steps": summary["preprocess_steps"],
-            "dbt": dbt_info(summary, stages["transform"]["duration_s"]),
+            # a run with nothing new runs no stage (orchestration/nothing_new.py): no dbt
+            "dbt": dbt_info(summary, stages["transform"]["duration_s"])
+            if "transform" in stages
+            else {"seconds": 0.0, "plan": "", "counts": {}},
             "totals": output_totals(
                 f"{lake}/preprocessed/daily_sales/*/*.parquet",
                 f"{lake}/preprocessed/file_quality/*.parquet",

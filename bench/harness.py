@@ -317,8 +317,8 @@ class Harness:
         self._repeat(r, measure)
 
     def _nothing_new(self, r: StageResult, w: Path, drop: Path) -> None:
-        """The same drop again, in the full run's folder restored each time: nothing to
-        extract, preprocess or load; dbt builds what the (empty) load reaches."""
+        """The same drop again, in the full run's folder restored each time: the run finds
+        nothing new and ends before Prefect starts (orchestration/nothing_new.py)."""
 
         def measure() -> Measurement:
             copy_path(w / "e2e_pristine", w / "e2e")
