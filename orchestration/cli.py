@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from orchestration.console import setup_logging
+from orchestration.ops_cli import SkipPublishOption
 
 if TYPE_CHECKING:
     from elt_settings import Settings
@@ -208,9 +209,7 @@ def run(
     full_refresh: Annotated[
         bool, typer.Option("--full-refresh", help="Rebuild incremental dbt models from scratch.")
     ] = False,
-    skip_publish: Annotated[
-        bool, typer.Option("--skip-publish", help="Write no CSV report; do not sync Metabase.")
-    ] = False,
+    skip_publish: SkipPublishOption = False,
     summary_json: Annotated[
         str | None,
         typer.Option(metavar="FILE", help="Also write the run's summary as JSON (for scripts)."),

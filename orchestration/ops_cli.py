@@ -18,6 +18,10 @@ quarantine_app = typer.Typer(
     rich_markup_mode=None,
 )
 
+#: ``--skip-publish`` of every command that runs the flow (``elt run`` too).
+SkipPublishOption = Annotated[
+    bool, typer.Option("--skip-publish", help="Write no CSV report; do not sync Metabase.")
+]
 FileOption = Annotated[
     str | None, typer.Option("--file", metavar="NAME", help="Files whose name contains NAME.")
 ]
@@ -152,9 +156,7 @@ def replay(
     yes: Annotated[
         bool, typer.Option("--yes", help="Replace the warehouse's schemas when they exist.")
     ] = False,
-    skip_publish: Annotated[
-        bool, typer.Option("--skip-publish", help="Write no CSV report; do not sync Metabase.")
-    ] = False,
+    skip_publish: SkipPublishOption = False,
 ) -> None:
     """Rebuild the warehouse from the lake.
 
@@ -186,9 +188,7 @@ def backfill(
         dt.datetime,
         typer.Option("--to", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Last sale date."),
     ],
-    skip_publish: Annotated[
-        bool, typer.Option("--skip-publish", help="Write no CSV report; do not sync Metabase.")
-    ] = False,
+    skip_publish: SkipPublishOption = False,
 ) -> None:
     """Recompute a range of sale dates from the lake.
 

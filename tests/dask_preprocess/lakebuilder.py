@@ -20,17 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-HEADER = (
-    "sale_id",
-    "sale_ts",
-    "store_id",
-    "customer_id",
-    "product_id",
-    "quantity",
-    "unit_price",
-    "sale_amount",
-    "region",
-)
+from contract.sales import SALES_COLUMNS
+
+HEADER = SALES_COLUMNS
 
 T0 = datetime(2026, 2, 1, 6, 0, tzinfo=UTC)
 
