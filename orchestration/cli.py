@@ -138,7 +138,7 @@ def generate(
         typer.Option(
             "--unreadable-file/--no-unreadable-file",
             help="Make one sales file unreadable (a corrupt gzip), so a run shows a whole-file "
-            "quarantine. Default: at the demo scale.",
+            "quarantine. Default: for the demo (its scale, sizes not overridden).",
             show_default=False,
         ),
     ] = None,
@@ -173,7 +173,9 @@ def generate(
                 days=days,
                 start_date=start_date.date() if start_date else None,
                 seed=seed,
-                unreadable_file=scale is Scale.demo if unreadable_file is None else unreadable_file,
+                unreadable_file=_demo_drop(scale, sales_rows, days)
+                if unreadable_file is None
+                else unreadable_file,
                 timezone=settings.timezone,
                 storage_options=options,
                 progress=progress,
@@ -187,6 +189,12 @@ def generate(
         f"{totals['rows_duplicate']:,} duplicate, {totals['rows_superseded']:,} superseded, "
         f"{totals['rows_quarantined']:,} quarantined); manifest: {generator.manifest_url(url)}"
     )
+
+
+def _demo_drop(scale: Scale, sales_rows: int | None, days: int | None) -> bool:
+    """The demo drop: the demo scale with its own sizes (it shows every case, an unreadable
+    file included); a drop of other sizes is the caller's own."""
+    return scale is Scale.demo and sales_rows is None and days is None
 
 
 def _drop_exists(url: str, storage_options: dict) -> bool:
