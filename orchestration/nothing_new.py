@@ -4,12 +4,12 @@ Starting Prefect's temporary server, importing the stages and parsing the dbt pr
 10-20 s on 2 cores; a weekly run with no new delivery would pay them to do nothing. So a
 successful ``elt run`` keeps, in its record in the lake (``runs/``), a fingerprint of what it
 ran on: the drop's listing (names, sizes, modification times), the dbt project's files, the
-settings dbt and the stages read, and, after the run, the lake's preprocessed zone and the
-warehouse's relations. The next
+settings dbt and the stages read, and, after the run, the lake's preprocessed zone, the
+warehouse's relations, its newest dlt loads and dbt's saved state. The next
 ``elt run`` computes the same fingerprint first (a listing, a few file hashes, one catalog
 query) and, when it equals the last successful run's, records a run that did nothing and
 ends. Anything else runs the flow: a new or changed file, a changed model or setting, a
-lake file changed or a relation dropped by hand, a failed last run, ``--full-refresh``,
+lake file changed, a relation dropped by hand, a warehouse restored from a backup, a failed last run, ``--full-refresh``,
 replay and backfill.
 
 The freshness alert still fires: the drop's newest file is in the listing.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract.lake import PREPROCESSED, RAW_LOADS
-from contract.warehouse import PLATFORM_SCHEMAS
+from contract.warehouse import PLATFORM_SCHEMAS, RAW_SALES, RAW_SHOP
 from storage import filesystem_for, fs_path
 
 if TYPE_CHECKING:
@@ -99,9 +99,11 @@ def after_success(settings: Settings, fingerprint: dict[str, Any]) -> dict[str, 
 
 
 def relations_fingerprint(settings: Settings) -> str | None:
-    """A hash of the warehouse's tables and views in the platform's schemas (None: no
-    warehouse, or it cannot be read now)."""
-    from orchestration.dbt_state import Warehouse
+    """A hash of the warehouse's tables and views in the platform's schemas, of the newest
+    load dlt recorded in each raw schema and of dbt's saved state (None: no warehouse, or it
+    cannot be read now). A relation dropped by hand, or a warehouse restored from a backup
+    (older loads), is not "nothing new"."""
+    from orchestration.dbt_state import STATE_TABLE, Warehouse
 
     path = Path(settings.duckdb_path).expanduser().resolve()
     if settings.target == "duckdb" and not path.exists():
@@ -115,9 +117,15 @@ def relations_fingerprint(settings: Settings) -> str | None:
             "select table_schema, table_name from information_schema.tables"
             f" where table_schema in ({schemas})"
         )
+        marks = warehouse.query(
+            f"select (select max(load_id) from {RAW_SHOP}._dlt_loads),"
+            f" (select max(load_id) from {RAW_SALES}._dlt_loads),"
+            f" (select max(saved_at) from {STATE_TABLE})"
+        )[0]
     except Exception:
         return None
-    return _sha("\n".join(sorted(f"{schema}.{name}".lower() for schema, name in rows)))
+    relations = sorted(f"{schema}.{name}".lower() for schema, name in rows)
+    return _sha("\n".join([*relations, *(str(mark) for mark in marks)]))
 
 
 def _sha(text: str) -> str:
