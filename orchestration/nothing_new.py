@@ -9,8 +9,8 @@ warehouse's relations, its newest dlt loads and dbt's saved state. The next
 ``elt run`` computes the same fingerprint first (a listing, a few file hashes, one catalog
 query) and, when it equals the last successful run's, records a run that did nothing and
 ends. Anything else runs the flow: a new or changed file, a changed model or setting, a
-lake file changed, a relation dropped by hand, a warehouse restored from a backup, a failed last run, ``--full-refresh``,
-replay and backfill.
+lake file changed, a relation dropped by hand, a warehouse restored from a backup, a failed
+last run, ``--full-refresh``, replay and backfill.
 
 The freshness alert still fires: the drop's newest file is in the listing.
 """
