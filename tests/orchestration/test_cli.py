@@ -184,35 +184,6 @@ def _a_live_look_alike() -> Any:
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_run_with_source_runs_the_whole_flow(elt_env, tmp_path: Path) -> None:
-    import duckdb
-
-    import generator
-
-    drop = str(tmp_path / "drop")
-    manifest = generator.generate_drop(drop, sales_rows=1500, days=3, seed=4)
-    result = runner.invoke(app, ["run", "--source", drop])
-    assert result.exit_code == 0, result.output
-    assert "retail-elt: succeeded" in result.output
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        revenue = con.execute("select sum(revenue) from marts.fct_daily_sales").fetchone()[0]
-    assert f"{revenue:.2f}" == manifest["totals"]["revenue"]
-
-    # `elt docs --no-serve` generates the dbt docs of that warehouse (catalog with the marts).
-    from orchestration.dbt_runner import DBT_PROJECT_DIR
-
-    docs = runner.invoke(app, ["docs", "--no-serve"])
-    assert docs.exit_code == 0, docs.output
-    catalog = json.loads((DBT_PROJECT_DIR / "target" / "catalog.json").read_text())
-    assert "model.retail_elt.sales_by_region_product" in catalog["nodes"]
-
-    # `elt dbt` is dbt run by hand on the same warehouse; dbt's exit code comes back.
-    rebuilt = runner.invoke(app, ["dbt", "run", "--select", "kpi_overview"])
-    assert rebuilt.exit_code == 0, rebuilt.output
-    broken = runner.invoke(app, ["dbt", "run", "--select", "no_such_model_anywhere", "--vars"])
-    assert broken.exit_code == 2, broken.output
-
-
 def test_a_server_child_stops_with_its_parent_on_sigterm(tmp_path: Path) -> None:
     """``elt docs`` runs ``dbt docs serve`` through ``run_until_stopped``: SIGTERM to the parent
     (a service manager, ``kill``) stops the child too, and its port is free again."""

@@ -8,6 +8,7 @@ operator looks at, and the disaster-recovery path: the drop gone, the warehouse 
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 
 import generator
 from orchestration.cli import app
+from orchestration.dbt_runner import DBT_PROJECT_DIR
 from tests.orchestration.test_flow import _assert_marts_match_manifest, _query
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness", "restore_logging"), pytest.mark.slow]
@@ -66,11 +68,22 @@ def test_status_quarantine_and_replay_without_the_source(elt_env, tmp_path: Path
     manifest = generator.generate_drop(
         str(drop), sales_rows=1500, days=4, seed=13, unreadable_file=True
     )
-    elt_env(ELT_SOURCE_URL=str(drop))
+    elt_env(ELT_SOURCE_URL=str(tmp_path / "elsewhere"))  # --source wins over the setting
     where = str(tmp_path / "warehouse.duckdb")
-    first = runner.invoke(app, ["run", "--skip-publish"])
+    first = runner.invoke(app, ["run", "--source", str(drop), "--skip-publish"])
     assert first.exit_code == 0, first.output[-3000:]
     _assert_marts_match_manifest("duckdb", where, manifest)
+    elt_env(ELT_SOURCE_URL=str(drop))
+
+    # `elt docs --no-serve` documents that warehouse; `elt dbt` is dbt by hand on it, with
+    # dbt's exit code
+    docs = runner.invoke(app, ["docs", "--no-serve"])
+    assert docs.exit_code == 0, docs.output
+    catalog = json.loads((DBT_PROJECT_DIR / "target" / "catalog.json").read_text())
+    assert "model.retail_elt.sales_by_region_product" in catalog["nodes"]
+    assert runner.invoke(app, ["dbt", "run", "--select", "kpi_overview"]).exit_code == 0
+    broken = runner.invoke(app, ["dbt", "run", "--select", "no_such_model_anywhere", "--vars"])
+    assert broken.exit_code == 2, broken.output
 
     # nothing new: no stage runs, Prefect does not even start
     started = time.monotonic()
