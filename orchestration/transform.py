@@ -51,7 +51,11 @@ class DbtBuildFailed(RuntimeError):
     def __init__(self, result: BuildResult, plan: str = "") -> None:
         self.result = result
         self.plan = plan
-        super().__init__("dbt build failed:\n" + result.failure_report())
+        # Every failed node named on the first line: an alert or a terminal shows that line
+        # (the details, compiled SQL included, follow in the order dbt's threads ended them).
+        names = ", ".join(sorted(f"{n.resource_type} {n.name}" for n in result.failed_nodes))
+        said = f"dbt build failed ({names}):" if names else "dbt build failed:"
+        super().__init__(said + "\n" + result.failure_report())
 
     @property
     def transient(self) -> bool:
