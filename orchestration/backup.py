@@ -301,22 +301,23 @@ def _restore_duckdb_file(
                 f"Backup {record.stamp} does not open with DuckDB {duckdb.__version__} "
                 f"(written by DuckDB {made_by}): {_first_line(str(exc))}"
             ) from exc
-        kept_as = _move_aside(path, now) if path.exists() else None
+        kept_as = move_aside(path, now) if path.exists() else None
         os.replace(incoming, path)
     finally:
         incoming.unlink(missing_ok=True)
     return kept_as
 
 
-def _move_aside(path: Path, now: str) -> str:
-    """Keep the replaced warehouse as ``<file>.before-restore-<stamp>`` (its WAL too)."""
+def move_aside(path: Path, now: str, why: str = "restore") -> str:
+    """Keep a replaced DuckDB warehouse as ``<file>.before-<why>-<stamp>`` (its WAL too);
+    ``elt restore`` and ``elt replay`` both do."""
     import duckdb
 
     # Opening folds its WAL into the file and checks nobody has it; a damaged file (the reason
     # for the restore?) is kept as it is.
     with suppress(duckdb.Error):
         _duckdb_open(str(path)).close()
-    kept = path.with_name(f"{path.name}.before-restore-{now}")
+    kept = path.with_name(f"{path.name}.before-{why}-{now}")
     os.replace(path, kept)
     wal = path.with_name(f"{path.name}.wal")
     if wal.exists():

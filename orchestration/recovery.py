@@ -36,12 +36,9 @@ def set_warehouse_aside(settings: Settings, *, replace: bool) -> str:
         path = Path(settings.duckdb_path).expanduser().resolve()
         if not path.exists():
             return ""
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        aside = path.with_name(f"{path.name}.before-replay-{stamp}")
-        path.rename(aside)
-        wal = path.with_name(path.name + ".wal")
-        if wal.exists():
-            wal.rename(aside.with_name(aside.name + ".wal"))
+        from orchestration.backup import move_aside
+
+        aside = move_aside(path, dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"), "replay")
         return f"the warehouse {path} was set aside as {aside}"
     warehouse = Warehouse("postgres", "", settings.postgres_dsn.get_secret_value())
     found = [
